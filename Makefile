@@ -1,0 +1,57 @@
+# dpcourse — every target bootstraps .venv from the lock (requirements.txt) on first use.
+#   make lab    open the course in JupyterLab (localhost only, token on)
+#   make test   unit tests + every notebook through nbval
+# Python 3.11 is required (TensorFlow Privacy 0.9.0 declares <3.12). Point PYTHON at one
+# if `python3.11` is not on PATH:  make lab PYTHON=/path/to/python3.11
+
+PYTHON ?= $(shell command -v python3.11 2>/dev/null)
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+DATA   := data/transactions.csv.gz
+PORT   ?= 8888
+LAB_FLAGS ?=
+PYTEST_ARGS ?=
+LAB_SETTINGS := $(VENV)/share/jupyter/lab/settings/overrides.json
+
+.PHONY: lab test data lock lint clean
+
+lab: $(STAMP) $(DATA)
+	$(VENV)/bin/jupyter lab --config=etc/jupyter_server_config.py \
+		--ServerApp.root_dir=notebooks --port=$(PORT) $(LAB_FLAGS)
+
+test: $(STAMP) $(DATA)
+	$(PY) -m pytest tests notebooks --nbval-lax --nbval-current-env --nbval-cell-timeout=600 $(PYTEST_ARGS)
+
+data: $(STAMP)
+	$(PY) -m dpcourse data --out $(DATA)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check dpcourse tests tools benchmarks
+
+# Regenerate the lock from pyproject.toml's ranges, then the conda and Binder copies.
+lock: $(STAMP)
+	$(PY) -m piptools compile --quiet --all-extras --strip-extras --no-emit-index-url \
+		--no-emit-find-links --output-file requirements.txt pyproject.toml
+	$(PY) tools/sync_env_files.py
+
+$(DATA): | $(STAMP)
+	$(PY) -m dpcourse data --out $(DATA)
+
+$(STAMP): requirements.txt pyproject.toml
+	@if [ -z "$(PYTHON)" ]; then \
+		echo "dpcourse needs Python 3.11 (TensorFlow Privacy does not support 3.12+)."; \
+		echo "Ways out: install python3.11 and run 'make $(MAKECMDGOALS) PYTHON=/path/to/python3.11',"; \
+		echo "or 'conda env create -f environment.yml', or open the course on Binder (see README.md)."; \
+		exit 1; fi
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' || { \
+		echo "$(PYTHON) is not Python 3.11; run 'make $(MAKECMDGOALS) PYTHON=/path/to/python3.11'."; exit 1; }
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps -e .
+	@mkdir -p $(dir $(LAB_SETTINGS)) && cp binder/overrides.json $(LAB_SETTINGS)
+	@touch $(STAMP)
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -14,7 +14,7 @@ LAB_FLAGS ?=
 PYTEST_ARGS ?=
 LAB_SETTINGS := $(VENV)/share/jupyter/lab/settings/overrides.json
 
-.PHONY: lab test data lock lint clean
+.PHONY: lab test data lock lint strip clean
 
 lab: $(STAMP) $(DATA)
 	$(VENV)/bin/jupyter lab --config=etc/jupyter_server_config.py \
@@ -29,6 +29,9 @@ data: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check dpcourse tests tools benchmarks
+
+strip:
+	$(PYTHON) tools/strip_notebooks.py
 
 # Regenerate the lock from pyproject.toml's ranges, then the conda and Binder copies.
 lock: $(STAMP)

@@ -1,0 +1,7 @@
+"""``python -m dpcourse``: see :mod:`dpcourse.cli`."""
+
+import sys
+
+from dpcourse.cli import main
+
+sys.exit(main())

@@ -1,0 +1,462 @@
+"""Auditing a trained model: membership inference, an empirical ε lower bound, canaries.
+
+A *membership-inference attack* guesses whether an example was in the training set.
+The simplest one (Yeom et al. 2018) thresholds the model's loss: training examples
+("members") tend to have lower loss than unseen ones ("non-members"). Its ROC curve,
+AUC and *advantage* max(TPR − FPR) measure how much the model leaks.
+
+DP turns this around. If training is (ε, δ)-DP then *every* membership test, whatever
+its threshold, satisfies (Kairouz et al. 2015; used for auditing by Jagielski et al.
+2020 and Nasr et al. 2021)
+
+    TPR ≤ e^ε · FPR + δ      and      TNR ≤ e^ε · FNR + δ,
+
+so a test with a high TPR at a low FPR proves ε is at least
+log((TPR − δ) / FPR). :func:`epsilon_lower_bound` makes that statement statistically
+honest with Clopper–Pearson intervals and a threshold chosen on held-out data.
+
+*Canaries* (Carlini et al. 2019, "The Secret Sharer") are distinctive made-up records
+planted in the training data; :func:`exposure` measures how much better the model fits a
+planted canary than equally likely canaries it never saw.
+
+Everything here is NumPy, SciPy and scikit-learn: TF Privacy 0.9.0's wheel does not ship
+its membership-inference code (it moved to the separate ``tensorflow-empirical-privacy``
+package, whose pins clash with this course's environment).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from numpy.typing import ArrayLike
+from scipy import stats
+from sklearn.metrics import roc_auc_score, roc_curve
+
+from dpcourse.data import Split
+
+__all__ = [
+    "AttackResult",
+    "LowerBound",
+    "attack_model",
+    "binary_cross_entropy_from_logits",
+    "canary_ranks",
+    "clopper_pearson",
+    "epsilon_lower_bound",
+    "exposure",
+    "loss_threshold_attack",
+    "make_canaries",
+    "per_example_losses",
+    "threshold_attack",
+]
+
+
+# ----------------------------------------------------------------------------- validation
+def _scores(values: ArrayLike, name: str) -> np.ndarray:
+    """``values`` as a non-empty, finite, 1-D float64 array, or a ValueError naming ``name``."""
+    array = np.asarray(values, dtype=np.float64)
+    if array.ndim != 1:
+        raise ValueError(f"{name} must be a 1-D array, got shape {array.shape}.")
+    if array.size == 0:
+        raise ValueError(f"{name} must not be empty.")
+    if not np.all(np.isfinite(array)):
+        raise ValueError(f"{name} must contain only finite values (no NaN or inf).")
+    return array
+
+
+def _labels(values: ArrayLike, name: str) -> np.ndarray:
+    """Binary labels as a 1-D int array; ``(n, 1)`` columns are flattened."""
+    array = np.asarray(values)
+    if array.ndim == 2 and array.shape[1] == 1:
+        array = array[:, 0]
+    if array.ndim != 1:
+        raise ValueError(f"{name} must have shape (n,) or (n, 1), got {array.shape}.")
+    if not np.isin(array, (0, 1)).all():
+        raise ValueError(f"{name} must contain only the labels 0 and 1.")
+    return array.astype(np.int64)
+
+
+def _probability(value: float, name: str) -> float:
+    """``value`` as a float strictly between 0 and 1, or a ValueError naming ``name``."""
+    if not isinstance(value, int | float | np.floating) or not 0.0 < value < 1.0:
+        raise ValueError(f"{name} must be a number strictly between 0 and 1, got {value!r}.")
+    return float(value)
+
+
+# ----------------------------------------------------------------------------- losses
+def binary_cross_entropy_from_logits(logits: ArrayLike, y: ArrayLike) -> np.ndarray:
+    """Per-example binary cross-entropy of labels ``y`` under logits ``z``.
+
+    ℓ(z, y) = −[y·log σ(z) + (1 − y)·log(1 − σ(z))], computed in the overflow-free form
+    ℓ = max(z, 0) − z·y + log(1 + e^(−|z|)) (the same as
+    ``tf.nn.sigmoid_cross_entropy_with_logits``).
+    """
+    z = _scores(np.reshape(logits, -1), "logits")
+    labels = _labels(y, "y")
+    if z.shape != labels.shape:
+        raise ValueError(f"logits and y must have the same length, got {z.size} and {labels.size}.")
+    return np.maximum(z, 0.0) - z * labels + np.log1p(np.exp(-np.abs(z)))
+
+
+def per_example_losses(model: Any, x: ArrayLike, y: ArrayLike, batch_size: int = 1024) -> np.ndarray:
+    """Binary cross-entropy of each example under a Keras ``model`` that outputs one logit.
+
+    Predicts in batches of ``batch_size`` without a progress bar, then applies
+    :func:`binary_cross_entropy_from_logits`. Returns a float64 array of shape ``(n,)``.
+    """
+    features = np.asarray(x)
+    labels = _labels(y, "y")
+    if features.ndim != 2 or features.shape[0] == 0:
+        raise ValueError(f"x must be a non-empty 2-D array (n, features), got {features.shape}.")
+    if len(features) != len(labels):
+        raise ValueError(f"x and y must have the same length, got {len(features)} and {len(labels)}.")
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}.")
+    logits = np.asarray(model.predict(features, batch_size=batch_size, verbose=0))
+    if logits.size != len(labels):
+        raise ValueError(
+            f"model must output one logit per example, got output shape {logits.shape} "
+            f"for {len(labels)} examples."
+        )
+    return binary_cross_entropy_from_logits(logits, labels)
+
+
+# ----------------------------------------------------------------------------- the attack
+@dataclass(frozen=True, eq=False)
+class AttackResult:
+    """Outcome of a threshold membership-inference attack.
+
+    The attack guesses "member" when ``score >= threshold``; higher scores mean "more
+    likely a member" (for the loss attack, score = −loss). ``fpr``, ``tpr`` and
+    ``thresholds`` are scikit-learn's ROC curve (``thresholds[0]`` is +inf: guess nobody).
+    """
+
+    fpr: np.ndarray
+    tpr: np.ndarray
+    thresholds: np.ndarray
+    auc: float
+    advantage: float
+    n_members: int
+    n_nonmembers: int
+    member_scores: np.ndarray
+    nonmember_scores: np.ndarray
+
+    def tpr_at_fpr(self, max_fpr: float) -> float:
+        """The highest TPR among thresholds whose FPR is at most ``max_fpr``.
+
+        The low-FPR regime is what matters for privacy (Carlini et al. 2022): an attack
+        that confidently identifies a few members is a real leak even when its AUC is low.
+        """
+        if not isinstance(max_fpr, int | float) or not 0.0 <= max_fpr <= 1.0:
+            raise ValueError(f"max_fpr must be a number in [0, 1], got {max_fpr!r}.")
+        return float(self.tpr[self.fpr <= max_fpr].max())
+
+    def epsilon_lower_bound(
+        self,
+        delta: float,
+        confidence: float = 0.95,
+        rng: np.random.Generator | int | None = 0,
+    ) -> LowerBound:
+        """:func:`epsilon_lower_bound` on this attack's member and non-member scores."""
+        return epsilon_lower_bound(
+            self.member_scores, self.nonmember_scores, delta, confidence=confidence, rng=rng
+        )
+
+    def to_dict(self) -> dict[str, float | int]:
+        """The scalar results (for tables and JSON)."""
+        return {
+            "auc": self.auc,
+            "advantage": self.advantage,
+            "n_members": self.n_members,
+            "n_nonmembers": self.n_nonmembers,
+        }
+
+    def __str__(self) -> str:
+        return (
+            f"membership inference: AUC {self.auc:.3f}, advantage {self.advantage:.3f} "
+            f"({self.n_members} members, {self.n_nonmembers} non-members)"
+        )
+
+
+def threshold_attack(member_scores: ArrayLike, nonmember_scores: ArrayLike) -> AttackResult:
+    """ROC, AUC and advantage of guessing "member" when a score is above a threshold.
+
+    advantage = max over thresholds of (TPR − FPR), the largest gap between how often
+    members and non-members are flagged (Yeom et al. 2018); 0 means no leak, 1 a
+    perfect attack. AUC is the probability that a random member outscores a random
+    non-member (ties count one half).
+    """
+    members = _scores(member_scores, "member_scores")
+    nonmembers = _scores(nonmember_scores, "nonmember_scores")
+    is_member = np.concatenate([np.ones(members.size), np.zeros(nonmembers.size)])
+    scores = np.concatenate([members, nonmembers])
+    fpr, tpr, thresholds = roc_curve(is_member, scores)
+    return AttackResult(
+        fpr=fpr,
+        tpr=tpr,
+        thresholds=thresholds,
+        auc=float(roc_auc_score(is_member, scores)),
+        advantage=float(np.max(tpr - fpr)),
+        n_members=members.size,
+        n_nonmembers=nonmembers.size,
+        member_scores=members,
+        nonmember_scores=nonmembers,
+    )
+
+
+def loss_threshold_attack(member_losses: ArrayLike, nonmember_losses: ArrayLike) -> AttackResult:
+    """The loss-threshold attack: :func:`threshold_attack` with score = −loss.
+
+    Members tend to have lower loss, so the attack guesses "member" when
+    loss ≤ −threshold.
+    """
+    members = _scores(member_losses, "member_losses")
+    nonmembers = _scores(nonmember_losses, "nonmember_losses")
+    return threshold_attack(-members, -nonmembers)
+
+
+def attack_model(
+    model: Any,
+    x_members: ArrayLike,
+    y_members: ArrayLike,
+    x_nonmembers: ArrayLike,
+    y_nonmembers: ArrayLike,
+    batch_size: int = 1024,
+) -> AttackResult:
+    """Run the loss-threshold attack on ``model``: members = its training examples.
+
+    The non-members must come from the same distribution as the members (e.g. the test
+    split), otherwise the attack measures a distribution shift rather than memorisation.
+    """
+    return loss_threshold_attack(
+        per_example_losses(model, x_members, y_members, batch_size),
+        per_example_losses(model, x_nonmembers, y_nonmembers, batch_size),
+    )
+
+
+# ----------------------------------------------------------------------------- ε lower bound
+def _clopper_pearson_arrays(
+    k: np.ndarray, n: np.ndarray | int, confidence: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Vectorised :func:`clopper_pearson` (no validation)."""
+    alpha = 1.0 - confidence
+    k = np.asarray(k, dtype=np.float64)
+    n = np.asarray(n, dtype=np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        low = np.where(k > 0, stats.beta.ppf(alpha / 2, k, n - k + 1), 0.0)
+        high = np.where(k < n, stats.beta.ppf(1 - alpha / 2, k + 1, n - k), 1.0)
+    return low, high
+
+
+def clopper_pearson(k: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
+    """Exact two-sided Clopper–Pearson interval for a binomial proportion k/n.
+
+    low = Beta⁻¹(α/2; k, n − k + 1) (0 when k = 0),
+    high = Beta⁻¹(1 − α/2; k + 1, n − k) (1 when k = n), with α = 1 − confidence.
+    Each end fails with probability at most α/2, whatever the true proportion.
+    """
+    if not isinstance(n, int | np.integer) or n < 1:
+        raise ValueError(f"n must be a positive integer, got {n!r}.")
+    if not isinstance(k, int | np.integer) or not 0 <= k <= n:
+        raise ValueError(f"k must be an integer between 0 and n={n}, got {k!r}.")
+    confidence = _probability(confidence, "confidence")
+    low, high = _clopper_pearson_arrays(np.asarray(k), n, confidence)
+    return float(low), float(high)
+
+
+def _epsilon_from_rates(tpr_low: np.ndarray, fpr_high: np.ndarray, delta: float) -> np.ndarray:
+    """max(0, log((TPR − δ)/FPR), log((TNR − δ)/FNR)) with TNR = 1 − FPR, FNR = 1 − TPR.
+
+    Both logs increase with TPR and decrease with FPR, so a lower confidence bound on
+    TPR and an upper one on FPR make both of them lower bounds on ε at once.
+    """
+    tnr_low, fnr_high = 1.0 - fpr_high, 1.0 - tpr_low
+    with np.errstate(divide="ignore", invalid="ignore"):
+        direct = np.where(tpr_low > delta, np.log((tpr_low - delta) / fpr_high), 0.0)
+        reverse = np.where(tnr_low > delta, np.log((tnr_low - delta) / fnr_high), 0.0)
+    return np.maximum(0.0, np.maximum(direct, reverse))
+
+
+def _flag_counts(scores: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
+    """How many ``scores`` are >= each threshold."""
+    return scores.size - np.searchsorted(np.sort(scores), thresholds, side="left")
+
+
+@dataclass(frozen=True)
+class LowerBound:
+    """An empirical lower bound on ε, from one membership test evaluated on fresh examples.
+
+    With probability at least ``confidence``, ``tpr_interval[0]`` ≤ TPR and
+    FPR ≤ ``fpr_interval[1]`` (two two-sided Clopper–Pearson intervals, one end of each,
+    each failing with probability ≤ (1 − confidence)/2: a union bound). Then no
+    (ε′, ``delta``)-DP algorithm with ε′ < ``epsilon`` could have produced this test.
+    """
+
+    epsilon: float
+    delta: float
+    confidence: float
+    threshold: float
+    tpr: float
+    tpr_interval: tuple[float, float]
+    fpr: float
+    fpr_interval: tuple[float, float]
+    n_members: int
+    n_nonmembers: int
+    threshold_selection: str
+
+    def __str__(self) -> str:
+        return (
+            f"ε ≥ {self.epsilon:.3f} at δ = {self.delta:g} with {self.confidence:.0%} confidence "
+            f"(TPR {self.tpr:.3f} [{self.tpr_interval[0]:.3f}, {self.tpr_interval[1]:.3f}], "
+            f"FPR {self.fpr:.3f} [{self.fpr_interval[0]:.3f}, {self.fpr_interval[1]:.3f}] on "
+            f"{self.n_members} members and {self.n_nonmembers} non-members; "
+            f"threshold {self.threshold:g}, {self.threshold_selection})"
+        )
+
+
+def epsilon_lower_bound(
+    member_scores: ArrayLike,
+    nonmember_scores: ArrayLike,
+    delta: float,
+    confidence: float = 0.95,
+    rng: np.random.Generator | int | None = 0,
+    threshold: float | None = None,
+) -> LowerBound:
+    """An empirical ε lower bound (Jagielski et al. 2020) from membership scores.
+
+    The test "score ≥ t ⇒ member" has TPR and FPR; any (ε, δ)-DP training satisfies
+    TPR ≤ e^ε·FPR + δ and TNR ≤ e^ε·FNR + δ, so
+
+        ε_lb = max(0, log((TPR_low − δ)/FPR_high), log((TNR_low − δ)/FNR_high))
+
+    with TPR_low and FPR_high the ends of two-sided Clopper–Pearson intervals at
+    ``confidence`` (so TNR_low = 1 − FPR_high, FNR_high = 1 − TPR_low). A union bound
+    over the two ends makes the statement hold with probability ≥ ``confidence``.
+
+    Threshold selection is kept honest by *sample splitting*: unless ``threshold`` is
+    given in advance, members and non-members are each split at random (``rng``) into a
+    selection half, on which the threshold maximising the same bound is chosen, and an
+    evaluation half, on which the reported TPR, FPR and ε_lb are computed. Choosing and
+    evaluating on the same examples would overstate ε_lb.
+
+    Assumption: the intervals treat the evaluation examples as independent trials of the
+    test. That is exact when every score comes from its own training run (or, as in the
+    tests, from a mechanism simulated per example). Scoring many examples of one trained
+    model is the usual one-run approximation: valid in spirit when members were chosen
+    at random from the same pool as the non-members (Steinke, Nasr and Jagielski 2023
+    give a rigorous one-run analysis), and always far below the accounted ε.
+    """
+    members = _scores(member_scores, "member_scores")
+    nonmembers = _scores(nonmember_scores, "nonmember_scores")
+    delta = _probability(delta, "delta")
+    confidence = _probability(confidence, "confidence")
+
+    if threshold is None:
+        if members.size < 2 or nonmembers.size < 2:
+            raise ValueError(
+                "member_scores and nonmember_scores need at least 2 values each to split "
+                f"into selection and evaluation halves, got {members.size} and "
+                f"{nonmembers.size}; pass a threshold chosen in advance to use them all."
+            )
+        generator = np.random.default_rng(rng)
+        members = generator.permutation(members)
+        nonmembers = generator.permutation(nonmembers)
+        select_m, members = np.split(members, [members.size // 2])
+        select_n, nonmembers = np.split(nonmembers, [nonmembers.size // 2])
+        candidates = np.unique(np.concatenate([select_m, select_n]))
+        tpr_low, _ = _clopper_pearson_arrays(
+            _flag_counts(select_m, candidates), select_m.size, confidence
+        )
+        _, fpr_high = _clopper_pearson_arrays(
+            _flag_counts(select_n, candidates), select_n.size, confidence
+        )
+        chosen = float(candidates[np.argmax(_epsilon_from_rates(tpr_low, fpr_high, delta))])
+        selection = "chosen on a random half of the examples, evaluated on the other half"
+    else:
+        if not isinstance(threshold, int | float | np.floating) or not np.isfinite(threshold):
+            raise ValueError(f"threshold must be a finite number or None, got {threshold!r}.")
+        chosen = float(threshold)
+        selection = "given in advance, evaluated on all examples"
+
+    true_pos = int(_flag_counts(members, np.array([chosen]))[0])
+    false_pos = int(_flag_counts(nonmembers, np.array([chosen]))[0])
+    tpr_interval = clopper_pearson(true_pos, members.size, confidence)
+    fpr_interval = clopper_pearson(false_pos, nonmembers.size, confidence)
+    value = _epsilon_from_rates(np.array(tpr_interval[0]), np.array(fpr_interval[1]), delta)
+    return LowerBound(
+        epsilon=float(value),
+        delta=delta,
+        confidence=confidence,
+        threshold=chosen,
+        tpr=true_pos / members.size,
+        tpr_interval=tpr_interval,
+        fpr=false_pos / nonmembers.size,
+        fpr_interval=fpr_interval,
+        n_members=members.size,
+        n_nonmembers=nonmembers.size,
+        threshold_selection=selection,
+    )
+
+
+# ----------------------------------------------------------------------------- canaries
+def make_canaries(
+    data: Split | ArrayLike,
+    n: int,
+    rng: np.random.Generator | int | None = None,
+    *,
+    scale: float = 3.0,
+    label: int = 1,
+) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` made-up "secret" transactions to plant in (some of) the training data.
+
+    Canary j has feature i = mean_i ± ``scale``·std_i with an independent random sign
+    (statistics of ``data``'s training features): a random corner of the box
+    ``scale`` standard deviations out, far from every real transaction and from the
+    other canaries. All canaries get ``label`` (default 1, fraud).
+
+    Because the canaries are i.i.d., the ones that are *not* planted are equally likely
+    candidates: they are the reference set for :func:`exposure`.
+    Returns ``(x, y)`` with the dtype of ``data`` and int32 labels.
+    """
+    features = data.x_train if isinstance(data, Split) else np.asarray(data)
+    if features.ndim != 2 or features.shape[0] < 2:
+        raise ValueError(
+            f"data must be a Split or a 2-D array with at least 2 rows, got shape {features.shape}."
+        )
+    if not isinstance(n, int | np.integer) or n < 1:
+        raise ValueError(f"n must be a positive integer, got {n!r}.")
+    if not isinstance(scale, int | float) or not scale > 0:
+        raise ValueError(f"scale must be a positive number, got {scale!r}.")
+    if label not in (0, 1):
+        raise ValueError(f"label must be 0 or 1, got {label!r}.")
+    dtype = features.dtype if np.issubdtype(features.dtype, np.floating) else np.float64
+    mean = features.mean(axis=0)
+    std = features.std(axis=0)
+    signs = np.random.default_rng(rng).choice([-1.0, 1.0], size=(n, features.shape[1]))
+    x = (mean + scale * std * signs).astype(dtype)
+    return x, np.full(n, label, dtype=np.int32)
+
+
+def canary_ranks(canary_losses: ArrayLike, reference_losses: ArrayLike) -> np.ndarray:
+    """Rank of each planted canary's loss among the reference canaries' losses.
+
+    rank = 1 + #{references with loss ≤ the canary's loss}: 1 means the model fits the
+    planted canary better than every reference; ties count against the canary.
+    """
+    planted = _scores(np.atleast_1d(canary_losses), "canary_losses")
+    references = _scores(reference_losses, "reference_losses")
+    return 1 + np.searchsorted(np.sort(references), planted, side="right")
+
+
+def exposure(canary_losses: ArrayLike, reference_losses: ArrayLike) -> np.ndarray:
+    """Exposure of each planted canary (Carlini et al. 2019), in bits.
+
+    exposure = log2(R) − log2(rank), with R = number of references + 1 candidates and
+    rank from :func:`canary_ranks`. If the model has not memorised the canary, its rank
+    is uniform over 1..R and P(exposure ≥ b) ≈ 2^(−b); the maximum, log2(R), means the
+    planted canary beats every reference.
+    """
+    ranks = canary_ranks(canary_losses, reference_losses)
+    candidates = np.asarray(reference_losses).size + 1
+    return np.log2(candidates) - np.log2(ranks)

@@ -1,0 +1,289 @@
+"""Command line: ``python -m dpcourse {epsilon,noise,train,data,audit} ...``.
+
+Every subcommand takes ``--json`` (one JSON object on stdout and nothing else there).
+Bad input exits with status 2 and a one-line message on stderr naming the parameter;
+never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+EXAMPLES = {
+    "epsilon": "python -m dpcourse epsilon --examples 60000 --batch-size 256 "
+    "--noise-multiplier 1.1 --epochs 60 --delta 1e-5",
+    "noise": "python -m dpcourse noise --target-epsilon 1 --examples 90000 --batch-size 1024 "
+    "--epochs 10 --delta 1e-5",
+    "train": "python -m dpcourse train --target-epsilon 1 --json",
+    "data": "python -m dpcourse data --rows 5000 --seed 1 --out /tmp/transactions.csv.gz",
+    "audit": "python -m dpcourse audit --target-epsilon 4 --json",
+}
+
+
+class UsageError(Exception):
+    """Bad command-line input: reported on one line, exit status 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors are one line on stderr and exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{self.prog}: {message}")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return value
+
+
+def _add_run_shape(p: argparse.ArgumentParser, *, epsilon_mode: bool) -> None:
+    p.add_argument("--examples", type=_positive_int, required=True, help="training set size N")
+    p.add_argument("--batch-size", type=_positive_int, required=True, help="expected batch size B")
+    p.add_argument("--epochs", type=_float, required=True, help="passes over the data")
+    p.add_argument("--delta", type=_float, required=True, help="δ, well below 1/N")
+    p.add_argument("--accountant", choices=("rdp", "pld"), default="rdp")
+    if epsilon_mode:
+        p.add_argument("--sampling", choices=("poisson", "shuffle"), default="poisson")
+    p.add_argument(
+        "--microbatch-size",
+        type=_positive_int,
+        default=1,
+        help="examples per microbatch; >1 doubles the sensitivity (default 1)",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser for all subcommands (exposed for tests and docs)."""
+    parser = _Parser(
+        prog="python -m dpcourse",
+        description="Differentially private fraud detection: accounting, training, auditing.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="examples:\n" + "\n".join(f"  {e}" for e in EXAMPLES.values()),
+    )
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    def add(name: str, help_text: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(
+            name,
+            help=help_text,
+            description=help_text,
+            epilog=f"example:\n  {EXAMPLES[name]}",
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+        return p
+
+    p = add("epsilon", "ε of a DP-SGD run (the guarantee for the whole run).")
+    _add_run_shape(p, epsilon_mode=True)
+    p.add_argument("--noise-multiplier", type=_float, required=True, help="σ")
+
+    p = add("noise", "Smallest noise multiplier σ whose ε does not exceed a target.")
+    p.add_argument("--target-epsilon", type=_float, required=True)
+    _add_run_shape(p, epsilon_mode=False)
+
+    p = add("train", "Train the fraud model, privately (default ε=1) or not.")
+    _add_training_options(p)
+
+    p = add("data", "Generate the synthetic transactions data set.")
+    p.add_argument("--rows", type=_positive_int, default=None, help="number of transactions")
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--out", type=Path, default=None, help="output path (.csv or .csv.gz)")
+    p.add_argument(
+        "--if-missing", action="store_true", help="do nothing if the output file already exists"
+    )
+
+    p = add(
+        "audit",
+        "Train on a member set and run a loss-threshold membership-inference attack on it.",
+    )
+    _add_training_options(p, default_epsilon=4.0)
+    p.add_argument(
+        "--members", type=_positive_int, default=2000, help="training (member) examples"
+    )
+    p.add_argument(
+        "--confidence", type=_float, default=0.95, help="confidence of the ε lower bound"
+    )
+    return parser
+
+
+def _add_training_options(p: argparse.ArgumentParser, default_epsilon: float = 1.0) -> None:
+    privacy = p.add_mutually_exclusive_group()
+    privacy.add_argument("--target-epsilon", type=_float, default=None, help=f"default {default_epsilon}")
+    privacy.add_argument("--noise-multiplier", type=_float, default=None)
+    privacy.add_argument("--no-dp", action="store_true", help="train without privacy")
+    p.set_defaults(default_epsilon=default_epsilon)
+    p.add_argument("--epochs", type=_positive_int, default=None)
+    p.add_argument("--batch-size", type=_positive_int, default=None)
+    p.add_argument("--microbatches", type=_positive_int, default=None)
+    p.add_argument("--l2-norm-clip", type=_float, default=None)
+    p.add_argument("--learning-rate", type=_float, default=None)
+    p.add_argument("--delta", type=_float, default=None)
+    p.add_argument("--sampling", choices=("poisson", "shuffle"), default=None)
+    p.add_argument("--path", choices=("fast", "xla", "optimizer", "vectorized"), default=None)
+    p.add_argument("--model", choices=("mlp", "logistic"), default=None)
+    p.add_argument("--accountant", choices=("rdp", "pld"), default=None)
+    p.add_argument("--data", type=Path, default=None, help="a transactions CSV (course or Kaggle schema)")
+    p.add_argument("--seed", type=int, default=None)
+
+
+def _quiet_tensorflow() -> None:
+    """Keep TensorFlow's start-up chatter off the terminal (stdout must stay JSON-only)."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def _cmd_epsilon(args: argparse.Namespace) -> dict[str, Any]:
+    from dpcourse import accounting
+
+    epsilon = accounting.compute_epsilon(
+        args.examples,
+        args.batch_size,
+        args.noise_multiplier,
+        args.epochs,
+        args.delta,
+        accountant=args.accountant,
+        sampling=args.sampling,
+        microbatch_size=args.microbatch_size,
+    )
+    return {
+        "epsilon": epsilon,
+        "delta": args.delta,
+        "noise_multiplier": args.noise_multiplier,
+        "n_examples": args.examples,
+        "batch_size": args.batch_size,
+        "epochs": args.epochs,
+        "steps": accounting.total_steps(args.examples, args.batch_size, args.epochs),
+        "accountant": args.accountant,
+        "sampling": args.sampling,
+        "microbatch_size": args.microbatch_size,
+    }
+
+
+def _cmd_noise(args: argparse.Namespace) -> dict[str, Any]:
+    from dpcourse import accounting
+
+    sigma = accounting.noise_multiplier_for_epsilon(
+        args.target_epsilon,
+        args.examples,
+        args.batch_size,
+        args.epochs,
+        args.delta,
+        accountant=args.accountant,
+        microbatch_size=args.microbatch_size,
+    )
+    achieved = accounting.compute_epsilon(
+        args.examples,
+        args.batch_size,
+        sigma,
+        args.epochs,
+        args.delta,
+        accountant=args.accountant,
+        microbatch_size=args.microbatch_size,
+    )
+    return {
+        "noise_multiplier": sigma,
+        "target_epsilon": args.target_epsilon,
+        "epsilon": achieved,
+        "delta": args.delta,
+        "n_examples": args.examples,
+        "batch_size": args.batch_size,
+        "epochs": args.epochs,
+        "accountant": args.accountant,
+        "sampling": "poisson",
+        "microbatch_size": args.microbatch_size,
+    }
+
+
+def _cmd_data(args: argparse.Namespace) -> dict[str, Any]:
+    from dpcourse import data
+
+    out = args.out or data.DEFAULT_PATH
+    if args.if_missing and Path(out).is_file():
+        return {"path": str(out), "written": False}
+    rows = args.rows or data.DEFAULT_ROWS
+    seed = data.DEFAULT_SEED if args.seed is None else args.seed
+    df = data.generate_transactions(rows, seed)
+    data.save_transactions(df, out)
+    return {
+        "path": str(out),
+        "written": True,
+        "rows": len(df),
+        "customers": int(df["customer_id"].nunique()),
+        "fraud_rate": float(df["is_fraud"].mean()),
+        "seed": seed,
+    }
+
+
+CommandFn = Callable[[argparse.Namespace], dict[str, Any]]
+
+
+def _commands() -> dict[str, CommandFn]:
+    return {
+        "epsilon": _cmd_epsilon,
+        "noise": _cmd_noise,
+        "data": _cmd_data,
+    }
+
+
+def _human(command: str, result: dict[str, Any]) -> str:
+    """A short human-readable rendering of a result (the default output)."""
+    if "statement" in result:
+        body = result["statement"]
+        rest = {k: v for k, v in result.items() if k != "statement"}
+    else:
+        body, rest = "", result
+    lines = [f"{k:>20}: {v}" for k, v in rest.items()]
+    return "\n".join(([body, ""] if body else []) + lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point; returns the process exit status (0 ok, 2 bad input)."""
+    _quiet_tensorflow()
+    try:
+        args = build_parser().parse_args(argv)
+        started = time.perf_counter()
+        result = _commands()[args.command](args)
+    except (UsageError, ValueError, FileNotFoundError) as err:
+        message = str(err).splitlines()[0] if str(err) else type(err).__name__
+        prefix = "" if isinstance(err, UsageError) else "python -m dpcourse: error: "
+        print(f"{prefix}{message}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(_json_safe(result)))
+    else:
+        print(_human(args.command, result))
+        print(f"({time.perf_counter() - started:.1f} s)", file=sys.stderr)
+    return 0
+
+
+def _json_safe(value: Any) -> Any:
+    """NumPy scalars to Python; ε = ∞ (no noise) to null, since JSON has no infinity."""
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if hasattr(value, "item"):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value

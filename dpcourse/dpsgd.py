@@ -1,0 +1,451 @@
+"""DP-SGD's private gradient, written out in NumPy so the lessons can open it up.
+
+One DP-SGD step in TF Privacy 0.9.0 (``DPKerasSGDOptimizer`` and friends, through
+``GaussianSumQuery``) does exactly this with a batch of B per-example gradients g_1..g_B
+and ``num_microbatches`` = M (M = B when it is ``None``):
+
+1. split the batch, in order, into M contiguous microbatches of k = B/M examples
+   (TF Privacy reshapes the per-example losses to ``[M, -1]``) and average within each:
+   m_j = (1/k) Σ_{i in microbatch j} g_i;
+2. clip each microbatch mean to L2 norm C: m̃_j = m_j · min(1, C/‖m_j‖);
+3. sum and add Gaussian noise to the SUM: s = Σ_j m̃_j + N(0, (σC)² I);
+4. divide by the number of microbatches: ḡ = s / M.
+
+So the noise on the averaged gradient has std σC/M per coordinate. The functions here
+implement those steps one by one (``microbatch_means``, ``clip_gradients``,
+``private_mean``), plus the small diagnostics lessons 02-04 use to choose C and to see
+what clipping and noise do. ``per_example_gradients`` computes the g_i of a course model
+in TensorFlow, vectorized, so the NumPy steps can run on real gradients.
+
+The NumPy functions work in float64 and never import TensorFlow.
+"""
+
+from __future__ import annotations
+
+import numbers
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+
+if TYPE_CHECKING:
+    import tensorflow as tf
+
+#: Accepted forms of the ``rng`` argument: ``None`` (fresh entropy), an integer seed,
+#: or a ``numpy.random.Generator`` (used as is, so successive calls draw fresh noise).
+RngLike = None | int | np.random.Generator
+
+DEFAULT_GRADIENT_BATCH_SIZE = 4096
+
+
+# ---------------------------------------------------------------------------
+# Validation helpers
+# ---------------------------------------------------------------------------
+
+
+def _is_real(value: object) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def _check_positive_finite(name: str, value: object) -> float:
+    if not _is_real(value) or not np.isfinite(value) or value <= 0:
+        raise ValueError(f"{name} must be a finite number > 0, got {value!r}.")
+    return float(value)
+
+
+def _check_noise_multiplier(noise_multiplier: object) -> float:
+    if not _is_real(noise_multiplier) or not np.isfinite(noise_multiplier) or noise_multiplier < 0:
+        raise ValueError(
+            f"noise_multiplier must be a finite number >= 0 (0 means no noise), "
+            f"got {noise_multiplier!r}."
+        )
+    return float(noise_multiplier)
+
+
+def _check_positive_int(name: str, value: object) -> int:
+    if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}.")
+    return int(value)
+
+
+def _as_gradient_matrix(per_example_grads: np.ndarray) -> np.ndarray:
+    """``per_example_grads`` as a finite float64 array of shape (n_examples, n_params)."""
+    grads = np.asarray(per_example_grads, dtype=np.float64)
+    if grads.ndim != 2 or grads.shape[0] == 0 or grads.shape[1] == 0:
+        raise ValueError(
+            "per_example_grads must be a 2-D array of shape (n_examples, n_params) with "
+            f"at least one row and one column, got shape {grads.shape}."
+        )
+    bad_rows = np.flatnonzero(~np.isfinite(grads).all(axis=1))
+    if bad_rows.size:
+        raise ValueError(
+            f"per_example_grads must be finite, got NaN or inf in {bad_rows.size} row(s), "
+            f"first at row {bad_rows[0]}."
+        )
+    return grads
+
+
+def _as_norms(norms: np.ndarray) -> np.ndarray:
+    """``norms`` as a non-empty 1-D float64 array of finite values >= 0."""
+    values = np.asarray(norms, dtype=np.float64)
+    if values.ndim != 1 or values.size == 0:
+        raise ValueError(f"norms must be a non-empty 1-D array, got shape {values.shape}.")
+    if not (np.isfinite(values).all() and (values >= 0).all()):
+        raise ValueError("norms must be finite and >= 0 (they are L2 norms of gradients).")
+    return values
+
+
+def _resolve_num_microbatches(batch_size: int, num_microbatches: int | None) -> int:
+    """The number of microbatches M, checking that it divides the batch size B."""
+    if num_microbatches is None:
+        return batch_size
+    m = _check_positive_int("num_microbatches", num_microbatches)
+    if batch_size % m:
+        raise ValueError(
+            f"num_microbatches={m} must divide the batch size {batch_size} "
+            f"({batch_size} % {m} = {batch_size % m}). TF Privacy reshapes the batch's "
+            f"per-example losses to [num_microbatches, -1], so there this batch fails with "
+            f"'Input to reshape is a tensor with {batch_size} values, but the requested "
+            f"shape requires a multiple of {m}', typically on the short last batch of an "
+            f"epoch. Fix: choose num_microbatches that divides the batch size (or None, "
+            f"one example per microbatch) and make every batch full, e.g. "
+            f"dataset.batch(batch_size, drop_remainder=True)."
+        )
+    return m
+
+
+def _generator(rng: RngLike) -> np.random.Generator:
+    if rng is None or isinstance(rng, np.random.Generator):
+        return np.random.default_rng(rng)
+    if isinstance(rng, numbers.Integral) and not isinstance(rng, bool) and rng >= 0:
+        return np.random.default_rng(int(rng))
+    raise ValueError(
+        f"rng must be None, a non-negative integer seed or a numpy.random.Generator, got {rng!r}."
+    )
+
+
+# ---------------------------------------------------------------------------
+# The DP-SGD aggregation step
+# ---------------------------------------------------------------------------
+
+
+def clip_gradients(per_example_grads: np.ndarray, l2_norm_clip: float) -> np.ndarray:
+    """Clip every row to L2 norm at most C: g̃_i = g_i · min(1, C/‖g_i‖).
+
+    Computed as g_i · C / max(‖g_i‖, C), the same expression as ``tf.clip_by_global_norm``
+    (which TF Privacy applies to each microbatch): rows with ‖g_i‖ <= C are multiplied by
+    exactly 1, and a zero row stays zero with no division by zero.
+
+    Args:
+        per_example_grads: shape (n, d), one flattened gradient per row.
+        l2_norm_clip: the clipping norm C > 0.
+
+    Returns:
+        The clipped rows, shape (n, d), float64.
+    """
+    grads = _as_gradient_matrix(per_example_grads)
+    clip = _check_positive_finite("l2_norm_clip", l2_norm_clip)
+    norms = np.linalg.norm(grads, axis=1, keepdims=True)
+    return grads * (clip / np.maximum(norms, clip))
+
+
+def microbatch_means(per_example_grads: np.ndarray, num_microbatches: int | None) -> np.ndarray:
+    """Average the batch within M contiguous microbatches: m_j = (1/k) Σ_{i=jk}^{jk+k-1} g_i.
+
+    k = n/M examples per microbatch, taken in order, which is how TF Privacy's
+    ``tf.reshape(loss, [num_microbatches, -1])`` groups a batch. ``None`` means one
+    example per microbatch (M = n; the rows are returned unchanged).
+
+    Returns:
+        Shape (M, d), float64.
+    """
+    grads = _as_gradient_matrix(per_example_grads)
+    m = _resolve_num_microbatches(grads.shape[0], num_microbatches)
+    return grads.reshape(m, -1, grads.shape[1]).mean(axis=1)
+
+
+def private_mean(
+    per_example_grads: np.ndarray,
+    l2_norm_clip: float,
+    noise_multiplier: float,
+    num_microbatches: int | None = None,
+    rng: RngLike = None,
+) -> np.ndarray:
+    """The DP-SGD gradient: ḡ = (Σ_j clip_C(m_j) + N(0, (σC)² I)) / M.
+
+    m_j are the M microbatch means (``microbatch_means``; M = n when ``num_microbatches``
+    is ``None``), clip_C is ``clip_gradients``, σ is ``noise_multiplier``. The noise is
+    added to the sum, so its std on the result is σC/M (``noise_std_on_mean``). With
+    σ = 0 the result is exactly the mean of the clipped microbatch means.
+
+    Args:
+        per_example_grads: shape (n, d), one flattened gradient per example.
+        l2_norm_clip: clipping norm C > 0.
+        noise_multiplier: σ >= 0, the ratio of the noise std on the sum to C.
+        num_microbatches: M, which must divide n; ``None`` for one example per microbatch.
+        rng: ``None``, an integer seed, or a ``numpy.random.Generator``.
+
+    Returns:
+        Shape (d,), float64.
+    """
+    grads = _as_gradient_matrix(per_example_grads)
+    clip = _check_positive_finite("l2_norm_clip", l2_norm_clip)
+    sigma = _check_noise_multiplier(noise_multiplier)
+    m = _resolve_num_microbatches(grads.shape[0], num_microbatches)
+    generator = _generator(rng)
+    clipped = clip_gradients(microbatch_means(grads, m), clip)
+    noise = generator.normal(0.0, sigma * clip, size=grads.shape[1])
+    return (clipped.sum(axis=0) + noise) / m
+
+
+def noise_std_on_mean(l2_norm_clip: float, noise_multiplier: float, num_microbatches: int) -> float:
+    """Std of the noise on each coordinate of the DP-SGD gradient: σC/M.
+
+    TF Privacy adds N(0, (σC)²) to the sum of M clipped microbatch gradients and then
+    divides by M. With one example per microbatch, M is the batch size.
+    """
+    clip = _check_positive_finite("l2_norm_clip", l2_norm_clip)
+    sigma = _check_noise_multiplier(noise_multiplier)
+    m = _check_positive_int("num_microbatches", num_microbatches)
+    return sigma * clip / m
+
+
+def dp_sgd_step(
+    params: np.ndarray,
+    per_example_grads: np.ndarray,
+    learning_rate: float,
+    l2_norm_clip: float,
+    noise_multiplier: float,
+    num_microbatches: int | None = None,
+    rng: RngLike = None,
+) -> np.ndarray:
+    """One DP-SGD update of plain SGD: θ' = θ − η·ḡ, with ḡ from ``private_mean``.
+
+    This is what one step of ``tensorflow_privacy.DPKerasSGDOptimizer`` (no momentum)
+    does to the flattened trainable variables θ with learning rate η.
+
+    Returns:
+        The new parameters, shape (d,), float64.
+    """
+    theta = np.asarray(params, dtype=np.float64)
+    grads = _as_gradient_matrix(per_example_grads)
+    if theta.shape != (grads.shape[1],):
+        raise ValueError(
+            f"params must be a 1-D array with one entry per gradient column "
+            f"({grads.shape[1]}), got shape {theta.shape}."
+        )
+    eta = _check_positive_finite("learning_rate", learning_rate)
+    step = private_mean(grads, l2_norm_clip, noise_multiplier, num_microbatches, rng)
+    return theta - eta * step
+
+
+# ---------------------------------------------------------------------------
+# Diagnostics for choosing C and seeing what clipping and noise do
+# ---------------------------------------------------------------------------
+
+
+def clipped_fraction(norms: np.ndarray, l2_norm_clip: float) -> float:
+    """The fraction of gradients that clipping changes: #{i : ‖g_i‖ > C} / n."""
+    values = _as_norms(norms)
+    clip = _check_positive_finite("l2_norm_clip", l2_norm_clip)
+    return float(np.mean(values > clip))
+
+
+def suggest_clip_norm(norms: np.ndarray, percentile: float = 50.0) -> float:
+    """A starting value for C: the given percentile of the per-example gradient norms.
+
+    The median (the default) is the usual starting point (Abadi et al. 2016 suggest
+    "the median of the norms of the unclipped gradients"; TF Privacy's adaptive clipping
+    targets the 0.5 quantile by default). About (100 − percentile) % of the examples are
+    then clipped. Computing it on the private data leaks information unless it is done
+    privately or on public data; the lessons use it to build intuition.
+    """
+    values = _as_norms(norms)
+    if not _is_real(percentile) or not 0 < percentile <= 100:
+        raise ValueError(f"percentile must be a number in (0, 100], got {percentile!r}.")
+    suggestion = float(np.percentile(values, percentile))
+    if suggestion == 0.0:
+        raise ValueError(
+            f"the {percentile}th percentile of the norms is 0, which is not a usable "
+            "clipping norm: choose a higher percentile or check the gradients."
+        )
+    return suggestion
+
+
+def clipping_bias(per_example_grads: np.ndarray, clip_norms: Sequence[float]) -> pd.DataFrame:
+    """How far clipping moves the mean gradient, for each clipping norm C.
+
+    With the true mean g = (1/n) Σ g_i and the clipped mean g_C = (1/n) Σ clip_C(g_i):
+
+    - ``cosine_similarity`` = g·g_C / (‖g‖ ‖g_C‖): 1 means clipping kept the direction
+      (NaN if g_C = 0, when clipping cancelled the signal entirely);
+    - ``norm_ratio`` = ‖g_C‖ / ‖g‖: below 1 means clipping shrank the step;
+    - ``clipped_fraction``: the share of examples with ‖g_i‖ > C.
+
+    Returns:
+        One row per C, columns ``l2_norm_clip, clipped_fraction, cosine_similarity,
+        norm_ratio``, in the order given.
+    """
+    grads = _as_gradient_matrix(per_example_grads)
+    if isinstance(clip_norms, str | bytes) or len(clip_norms) == 0:
+        raise ValueError(f"clip_norms must be a non-empty sequence of numbers, got {clip_norms!r}.")
+    clips = [_check_positive_finite("every entry of clip_norms", c) for c in clip_norms]
+    true_mean = grads.mean(axis=0)
+    true_norm = np.linalg.norm(true_mean)
+    if true_norm == 0.0:
+        raise ValueError(
+            "per_example_grads has a zero mean gradient, so the direction and norm "
+            "of the clipping bias are undefined."
+        )
+    norms = np.linalg.norm(grads, axis=1)
+    rows = []
+    for clip in clips:
+        clipped_mean = clip_gradients(grads, clip).mean(axis=0)
+        clipped_norm = np.linalg.norm(clipped_mean)
+        cosine = (
+            float(true_mean @ clipped_mean / (true_norm * clipped_norm))
+            if clipped_norm > 0
+            else float("nan")
+        )
+        rows.append(
+            {
+                "l2_norm_clip": clip,
+                "clipped_fraction": clipped_fraction(norms, clip),
+                "cosine_similarity": cosine,
+                "norm_ratio": float(clipped_norm / true_norm),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def signal_to_noise(
+    per_example_grads: np.ndarray,
+    l2_norm_clip: float,
+    noise_multiplier: float,
+    num_microbatches: int | None = None,
+) -> float:
+    """Signal-to-noise ratio of one DP-SGD gradient: ‖ḡ_clip‖ / (σC/M · √d).
+
+    ḡ_clip is the noiseless private mean (the mean of the clipped microbatch means) and
+    σC/M · √d = √E‖noise‖² is the root-mean-square norm of the d-dimensional noise
+    vector. Larger batches (larger M) raise it in proportion; ``inf`` when σ = 0.
+    """
+    grads = _as_gradient_matrix(per_example_grads)
+    m = _resolve_num_microbatches(grads.shape[0], num_microbatches)
+    signal = np.linalg.norm(private_mean(grads, l2_norm_clip, 0.0, m))
+    noise_rms = noise_std_on_mean(l2_norm_clip, noise_multiplier, m) * np.sqrt(grads.shape[1])
+    return float(signal / noise_rms) if noise_rms > 0 else float("inf")
+
+
+# ---------------------------------------------------------------------------
+# Per-example gradients of a course model, in TensorFlow
+# ---------------------------------------------------------------------------
+
+
+def _validated_model_inputs(
+    model: tf.keras.Model, x: np.ndarray, y: np.ndarray, batch_size: int
+) -> tuple[np.ndarray, np.ndarray]:
+    features = np.asarray(x, dtype=np.float32)
+    labels = np.asarray(y, dtype=np.float32)
+    if features.ndim != 2 or features.shape[0] == 0:
+        raise ValueError(
+            f"x must be a 2-D array (n_examples, n_features) with at least one row, "
+            f"got shape {features.shape}."
+        )
+    if labels.ndim == 2 and labels.shape[1] == 1:
+        labels = labels[:, 0]
+    if labels.shape != (features.shape[0],):
+        raise ValueError(
+            f"y must have one label per row of x, shape ({features.shape[0]},) or "
+            f"({features.shape[0]}, 1), got shape {np.shape(y)}."
+        )
+    if not np.isfinite(features).all():
+        raise ValueError("x must be finite, got NaN or inf.")
+    if not ((labels >= 0) & (labels <= 1)).all():
+        raise ValueError("y must hold labels in [0, 1] (1 = fraud), got values outside it.")
+    _check_positive_int("batch_size", batch_size)
+    output_shape = tuple(model(features[:1], training=False).shape)
+    if output_shape != (1, 1):
+        raise ValueError(
+            "model must output one logit per example, shape (n, 1), "
+            f"got shape {output_shape} for one example."
+        )
+    return features, labels
+
+
+def _per_example_map(
+    model: tf.keras.Model,
+    x: np.ndarray,
+    y: np.ndarray,
+    batch_size: int,
+    norms_only: bool,
+) -> np.ndarray:
+    """Per-example gradients (or their norms), ``batch_size`` examples at a time."""
+    import tensorflow as tf  # imported here so the NumPy reference never needs TensorFlow
+
+    features, labels = _validated_model_inputs(model, x, y, batch_size)
+    variables = model.trainable_variables
+
+    def one_example(example: tuple[tf.Tensor, tf.Tensor]) -> tf.Tensor:
+        xi, yi = example
+        with tf.GradientTape() as tape:
+            logit = model(xi[tf.newaxis, :], training=False)[0, 0]
+            loss = tf.nn.sigmoid_cross_entropy_with_logits(labels=yi, logits=logit)
+        grads = tape.gradient(loss, variables, unconnected_gradients=tf.UnconnectedGradients.ZERO)
+        flat = tf.concat([tf.reshape(g, [-1]) for g in grads], axis=0)
+        return tf.norm(flat) if norms_only else flat
+
+    @tf.function(
+        input_signature=[
+            tf.TensorSpec([None, features.shape[1]], tf.float32),
+            tf.TensorSpec([None], tf.float32),
+        ]
+    )
+    def per_batch(xb: tf.Tensor, yb: tf.Tensor) -> tf.Tensor:
+        return tf.vectorized_map(one_example, (xb, yb))
+
+    chunks = [
+        per_batch(features[i : i + batch_size], labels[i : i + batch_size]).numpy()
+        for i in range(0, features.shape[0], batch_size)
+    ]
+    return np.concatenate(chunks, axis=0)
+
+
+def per_example_gradients(
+    model: tf.keras.Model,
+    x: np.ndarray,
+    y: np.ndarray,
+    batch_size: int = DEFAULT_GRADIENT_BATCH_SIZE,
+) -> np.ndarray:
+    """The gradient of each example's loss, flattened: row i = ∇_θ ℓ(θ; x_i, y_i).
+
+    ℓ is binary cross-entropy from the model's single logit z_i:
+    ℓ = −y log σ(z) − (1 − y) log(1 − σ(z)), so for the logistic model (z = w·x + b) the
+    row is (σ(z_i) − y_i) · [x_i, 1]. Parameters are flattened in
+    ``model.trainable_variables`` order (each variable row-major), the layout TF Privacy
+    clips as one vector. The model is called with ``training=False`` (the course models
+    have no dropout or batch norm, so this equals the training-time gradient).
+    Computed with ``tf.vectorized_map`` on ``batch_size`` examples at a time.
+
+    Returns:
+        Shape (n, n_params), float32.
+    """
+    return _per_example_map(model, x, y, batch_size, norms_only=False)
+
+
+def per_example_gradient_norms(
+    model: tf.keras.Model,
+    x: np.ndarray,
+    y: np.ndarray,
+    batch_size: int = DEFAULT_GRADIENT_BATCH_SIZE,
+) -> np.ndarray:
+    """‖∇_θ ℓ(θ; x_i, y_i)‖₂ for each example, without keeping the gradients in memory.
+
+    Same loss and flattening as ``per_example_gradients``; use these norms to see their
+    distribution and to choose the clipping norm (``suggest_clip_norm``).
+
+    Returns:
+        Shape (n,), float32.
+    """
+    return _per_example_map(model, x, y, batch_size, norms_only=True)

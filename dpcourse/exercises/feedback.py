@@ -1,0 +1,97 @@
+"""How exercise feedback looks: one message, shown as HTML in a notebook and as text elsewhere.
+
+A :class:`Message` has a label ("Correct!", "Incorrect:", "Hint 1 of 2:", ...), a body
+written in plain text where `backticks` mark code, and optionally a block of code. The
+plain-text and HTML renderings contain the same words, so tests (and terminal users)
+see exactly what a notebook user reads.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+
+Kind = Literal["correct", "incorrect", "not_attempted", "hint", "solution", "question"]
+
+#: Label colour per kind of message (dark enough to read on a white or a dark background).
+COLORS: dict[str, str] = {
+    "correct": "#2e7d32",
+    "incorrect": "#c62828",
+    "not_attempted": "#b26a00",
+    "hint": "#1565c0",
+    "solution": "#6a1b9a",
+    "question": "#37474f",
+}
+_INLINE_CODE = re.compile(r"`([^`]+)`")
+
+
+@dataclass(frozen=True)
+class Message:
+    """A piece of feedback: ``label`` (coloured in HTML), ``body`` text, optional ``code``."""
+
+    kind: Kind
+    label: str
+    body: str = ""
+    code: str | None = None
+
+    def text(self) -> str:
+        """The plain-text rendering: ``label body``, then the code block if there is one."""
+        first = f"{self.label} {self.body}".rstrip()
+        return f"{first}\n{self.code.rstrip()}" if self.code else first
+
+    def html(self) -> str:
+        """The HTML rendering: the same words, the label in colour, code in ``<pre>``."""
+        label = (
+            f'<span style="color:{COLORS[self.kind]};font-weight:bold">'
+            f"{html.escape(self.label)}</span>"
+        )
+        body = _INLINE_CODE.sub(r"<code>\1</code>", html.escape(self.body, quote=False))
+        body = body.replace("\n", "<br>")
+        code = f"<pre><code>{html.escape(self.code.rstrip())}</code></pre>" if self.code else ""
+        return f'<div class="dpcourse-feedback">{label} {body}{code}</div>'
+
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, str]:
+        """Both renderings, so Jupyter shows the HTML and text exports keep the words."""
+        return {"text/plain": self.text(), "text/html": self.html()}
+
+
+def in_notebook() -> bool:
+    """True inside a Jupyter kernel (an IPython shell that has a kernel attached)."""
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return False
+    shell = get_ipython()
+    return shell is not None and getattr(shell, "kernel", None) is not None
+
+
+def show(message: Message) -> None:
+    """Display ``message``: rich HTML in a notebook, plain text on stdout otherwise."""
+    if in_notebook():
+        from IPython.display import display
+
+        display(message)
+    else:
+        print(message.text())
+
+
+def describe(value: Any) -> str:
+    """A short, readable rendering of a learner's value for feedback messages.
+
+    Numbers get 4 significant digits (``0.012``), arrays their values (abbreviated when
+    large) and shape, anything else a ``repr`` cut to 80 characters.
+    """
+    if isinstance(value, bool | np.bool_):
+        return repr(bool(value))
+    if isinstance(value, int | float | np.integer | np.floating):
+        return f"{float(value):.4g}" if isinstance(value, float | np.floating) else str(value)
+    if isinstance(value, np.ndarray):
+        with np.printoptions(precision=4, threshold=12, edgeitems=2, suppress=True):
+            values = np.array2string(value, separator=", ")
+        return f"{values} (shape {value.shape})"
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."

@@ -1,0 +1,104 @@
+"""The learner's progress: which exercises they have passed, kept in a small local JSON file.
+
+The file lives at ``~/.dpcourse/progress.json`` unless the environment variable
+``DPCOURSE_PROGRESS_FILE`` names another path. It is never sent anywhere. It holds::
+
+    {"version": 1, "passed": [{"lesson": "02", "name": "clip",
+                               "passed_at": "2025-01-31T10:15:00+00:00"}, ...]}
+
+with one record per exercise, stamped with the first time it was passed (UTC). Reading
+or writing problems (a read-only home directory on a shared JupyterHub, a damaged file)
+never stop an exercise from being checked: they raise a :class:`ProgressWarning` and
+progress is simply not saved.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import warnings
+from datetime import UTC, datetime
+from pathlib import Path
+
+ENV_VAR = "DPCOURSE_PROGRESS_FILE"
+FILE_VERSION = 1
+
+
+class ProgressWarning(UserWarning):
+    """The progress file could not be read or written; checking carries on without it."""
+
+
+def progress_file() -> Path:
+    """The progress file: ``$DPCOURSE_PROGRESS_FILE`` if set, else ``~/.dpcourse/progress.json``."""
+    override = os.environ.get(ENV_VAR)
+    return Path(override).expanduser() if override else Path.home() / ".dpcourse" / "progress.json"
+
+
+def _read_records() -> list[dict[str, str]]:
+    """The stored pass records; an absent file is empty, an unreadable one warns and is empty."""
+    path = progress_file()
+    if not path.exists():
+        return []
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        records = data["passed"]
+        if not all(isinstance(r, dict) and {"lesson", "name", "passed_at"} <= r.keys() for r in records):
+            raise ValueError("a record lacks lesson, name or passed_at")
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        warnings.warn(
+            f"Could not read the progress file {path} ({err}); treating it as empty. "
+            f"Delete it, or set {ENV_VAR} to another path, to start a fresh record.",
+            ProgressWarning,
+            stacklevel=3,
+        )
+        return []
+    return records
+
+
+def _write_records(records: list[dict[str, str]]) -> None:
+    """Replace the file atomically (temporary file + rename); failures only warn."""
+    path = progress_file()
+    text = json.dumps({"version": FILE_VERSION, "passed": records}, indent=1)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(
+            "w", encoding="utf-8", dir=path.parent, prefix=".progress-", delete=False
+        ) as tmp:
+            tmp.write(text)
+        os.replace(tmp.name, path)
+    except OSError as err:
+        warnings.warn(
+            f"Could not save your progress to {path} ({err}). Your answers are still "
+            f"checked; set {ENV_VAR} to a writable path to keep a record.",
+            ProgressWarning,
+            stacklevel=3,
+        )
+
+
+def passed_exercises() -> dict[str, str]:
+    """Every passed exercise as ``{"<lesson>.<name>": passed_at}`` (ISO 8601, UTC)."""
+    return {f"{r['lesson']}.{r['name']}": r["passed_at"] for r in _read_records()}
+
+
+def record_pass(lesson: str, name: str) -> None:
+    """Record that exercise ``lesson.name`` was passed, keeping the first pass time."""
+    records = _read_records()
+    if any(r["lesson"] == lesson and r["name"] == name for r in records):
+        return
+    now = datetime.now(UTC).isoformat(timespec="seconds")
+    _write_records([*records, {"lesson": lesson, "name": name, "passed_at": now}])
+
+
+def reset_progress(lesson: str | None = None) -> None:
+    """Forget every passed exercise, or only those of ``lesson`` (e.g. ``"02"``)."""
+    if lesson is None:
+        path = progress_file()
+        try:
+            path.unlink(missing_ok=True)
+        except OSError as err:
+            warnings.warn(
+                f"Could not delete the progress file {path} ({err}).", ProgressWarning, stacklevel=2
+            )
+        return
+    _write_records([r for r in _read_records() if r["lesson"] != lesson])

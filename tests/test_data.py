@@ -1,0 +1,152 @@
+"""The course data set: reproducibility, realism constraints, schema validation."""
+
+from __future__ import annotations
+
+import gzip
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from dpcourse import data
+
+
+@pytest.fixture(scope="module")
+def shipped() -> pd.DataFrame:
+    return data.load_transactions()
+
+
+def test_shipped_file_is_exactly_the_generator_output():
+    regenerated = data.generate_transactions(data.DEFAULT_ROWS, data.DEFAULT_SEED)
+    expected = regenerated.to_csv(index=False, lineterminator="\n").encode()
+    assert gzip.decompress(data.DEFAULT_PATH.read_bytes()) == expected
+
+
+def test_shipped_file_is_small_enough():
+    assert data.DEFAULT_PATH.stat().st_size <= 8 * 2**20
+
+
+def test_save_is_byte_for_byte_reproducible(tmp_path):
+    a = data.save_transactions(data.generate_transactions(5000, seed=1), tmp_path / "a.csv.gz")
+    b = data.save_transactions(data.generate_transactions(5000, seed=1), tmp_path / "b.csv.gz")
+    assert a.read_bytes() == b.read_bytes()
+    other = data.save_transactions(data.generate_transactions(5000, seed=2), tmp_path / "c.csv.gz")
+    assert other.read_bytes() != a.read_bytes()
+
+
+def test_size_customers_and_fraud_rate(shipped):
+    assert len(shipped) >= 100_000
+    assert shipped["customer_id"].nunique() >= 10_000
+    assert 0.005 <= shipped["is_fraud"].mean() <= 0.02
+    per_customer = shipped.groupby("customer_id").size()
+    assert per_customer.min() >= 1
+    assert per_customer.max() >= 50, "some customers must have many transactions"
+    assert per_customer.std() > per_customer.mean() / 2, "transaction counts must vary"
+
+
+def test_columns_a_fraud_analyst_recognises(shipped):
+    assert list(shipped.columns) == list(data.COURSE_COLUMNS)
+    assert set(shipped["merchant_category"]) == set(data.MERCHANT_CATEGORIES)
+    assert shipped["hour"].between(0, 23).all()
+    assert (shipped["amount"] > 0).all()
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_fraud_is_nonlinear_and_hard():
+    """A small MLP beats logistic regression, and the best AUPRC stays well below 1."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import average_precision_score
+    from sklearn.neural_network import MLPClassifier
+
+    split = data.load_split()
+    linear = LogisticRegression(max_iter=500).fit(split.x_train, split.y_train)
+    mlp = MLPClassifier((32, 16), max_iter=30, random_state=0)
+    mlp.fit(split.x_train, split.y_train)
+    ap_linear = average_precision_score(split.y_test, linear.predict_proba(split.x_test)[:, 1])
+    ap_mlp = average_precision_score(split.y_test, mlp.predict_proba(split.x_test)[:, 1])
+    assert ap_mlp > ap_linear + 0.03
+    assert ap_mlp < 0.8
+
+
+def test_split_is_stratified_and_standardised():
+    split = data.load_split()
+    assert split.n_train + len(split.y_test) == data.DEFAULT_ROWS
+    assert abs(split.y_train.mean() - split.y_test.mean()) < 0.002
+    np.testing.assert_allclose(split.x_train.mean(axis=0), 0, atol=1e-3)
+    np.testing.assert_allclose(split.x_train.std(axis=0), 1, atol=1e-3)
+    assert split.x_train.dtype == np.float32
+    assert split.customer_train is not None and len(split.customer_train) == split.n_train
+
+
+def test_generation_is_deterministic_for_a_seed():
+    pd.testing.assert_frame_equal(
+        data.generate_transactions(2000, seed=5), data.generate_transactions(2000, seed=5)
+    )
+
+
+@pytest.mark.parametrize("bad", [0, 50, 12.5, "many"])
+def test_generate_rejects_bad_row_counts(bad):
+    with pytest.raises(ValueError, match="n_rows"):
+        data.generate_transactions(bad)
+
+
+def test_missing_column_is_named(tmp_path):
+    df = data.generate_transactions(500, seed=0).drop(columns=["amount"])
+    path = tmp_path / "bad.csv"
+    df.to_csv(path, index=False)
+    with pytest.raises(ValueError, match="'amount' is missing"):
+        data.load_transactions(path)
+
+
+def test_malformed_column_is_named(tmp_path):
+    df = data.generate_transactions(500, seed=0)
+    df["hour"] = df["hour"].astype(str) + "h"
+    path = tmp_path / "bad.csv"
+    df.to_csv(path, index=False)
+    with pytest.raises(ValueError, match="'hour' must be numeric"):
+        data.load_transactions(path)
+
+
+def test_label_must_be_binary(tmp_path):
+    df = data.generate_transactions(500, seed=0)
+    df.loc[0, "is_fraud"] = 2
+    path = tmp_path / "bad.csv"
+    df.to_csv(path, index=False)
+    with pytest.raises(ValueError, match="'is_fraud' must contain only 0 and 1"):
+        data.load_transactions(path)
+
+
+def test_file_without_a_label_column(tmp_path):
+    path = tmp_path / "nolabel.csv"
+    pd.DataFrame({"a": [1, 2]}).to_csv(path, index=False)
+    with pytest.raises(ValueError, match="'is_fraud'.*'Class'"):
+        data.load_transactions(path)
+
+
+def test_missing_file_says_how_to_make_it(tmp_path):
+    with pytest.raises(FileNotFoundError, match="No data file"):
+        data.load_transactions(tmp_path / "nope.csv")
+
+
+def test_kaggle_schema_is_detected_and_loaded(kaggle_csv):
+    df = data.load_transactions(kaggle_csv)
+    assert data.detect_schema(df) == "kaggle"
+    x, y, names = data.feature_matrix(df)
+    assert x.shape == (300, 30) and names[:2] == ["V1", "V2"]
+    assert y.sum() == 6
+    split = data.load_split(kaggle_csv)
+    assert split.customer_train is None
+    assert split.n_features == 30
+
+
+def test_kaggle_schema_missing_column(kaggle_csv, tmp_path):
+    df = pd.read_csv(kaggle_csv).drop(columns=["V17"])
+    path = tmp_path / "cc.csv"
+    df.to_csv(path, index=False)
+    with pytest.raises(ValueError, match="'V17' is missing from the kaggle"):
+        data.load_transactions(path)
+
+
+def test_bad_test_fraction():
+    with pytest.raises(ValueError, match="test_fraction"):
+        data.split_data(data.generate_transactions(500), test_fraction=1.5)

@@ -1,0 +1,42 @@
+"""Notebooks are committed clean: no outputs, a kernelspec, and a lesson structure."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+NOTEBOOKS = sorted((Path(__file__).resolve().parent.parent / "notebooks").glob("*.ipynb"))
+
+
+def test_there_are_notebooks():
+    assert NOTEBOOKS, "notebooks/ has no lessons"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_outputs_are_stripped(path):
+    nb = json.loads(path.read_text())
+    dirty = [
+        i
+        for i, cell in enumerate(nb["cells"])
+        if cell["cell_type"] == "code" and (cell.get("outputs") or cell.get("execution_count"))
+    ]
+    assert not dirty, f"{path.name}: cells {dirty} have outputs; run `make strip`"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_kernelspec_is_set(path):
+    """Without it JupyterLab opens a 'Select Kernel' dialog for every learner."""
+    spec = json.loads(path.read_text())["metadata"].get("kernelspec", {})
+    assert spec.get("name") == "python3", path.name
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_lesson_structure(path):
+    text = "\n".join(
+        "".join(c["source"]) for c in json.loads(path.read_text())["cells"]
+        if c["cell_type"] == "markdown"
+    ).lower()
+    for heading in ("learning objectives", "estimated time", "prerequisites"):
+        assert heading in text, f"{path.name} lacks '{heading}'"

@@ -13,12 +13,14 @@ PORT   ?= 8888
 LAB_FLAGS ?=
 PYTEST_ARGS ?=
 LAB_SETTINGS := $(VENV)/share/jupyter/lab/settings/overrides.json
+# Jupyter refuses to run as root unless told; containers and CI often are root.
+ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root)
 
 .PHONY: lab test data lock lint strip clean
 
 lab: $(STAMP) $(DATA)
 	$(VENV)/bin/jupyter lab --config=etc/jupyter_server_config.py \
-		--ServerApp.root_dir=notebooks --port=$(PORT) $(LAB_FLAGS)
+		--ServerApp.root_dir=notebooks --port=$(PORT) $(ROOT_FLAG) $(LAB_FLAGS)
 
 test: $(STAMP) $(DATA)
 	$(PY) -m pytest tests notebooks --nbval-lax --nbval-current-env --nbval-cell-timeout=600 $(PYTEST_ARGS)

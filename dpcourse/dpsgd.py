@@ -393,8 +393,7 @@ def _per_example_map(
             logit = model(xi[tf.newaxis, :], training=False)[0, 0]
             loss = tf.nn.sigmoid_cross_entropy_with_logits(labels=yi, logits=logit)
         grads = tape.gradient(loss, variables, unconnected_gradients=tf.UnconnectedGradients.ZERO)
-        flat = tf.concat([tf.reshape(g, [-1]) for g in grads], axis=0)
-        return tf.norm(flat) if norms_only else flat
+        return tf.concat([tf.reshape(g, [-1]) for g in grads], axis=0)
 
     @tf.function(
         input_signature=[
@@ -403,7 +402,8 @@ def _per_example_map(
         ]
     )
     def per_batch(xb: tf.Tensor, yb: tf.Tensor) -> tf.Tensor:
-        return tf.vectorized_map(one_example, (xb, yb))
+        grads = tf.vectorized_map(one_example, (xb, yb))
+        return tf.norm(grads, axis=1) if norms_only else grads
 
     chunks = [
         per_batch(features[i : i + batch_size], labels[i : i + batch_size]).numpy()
@@ -440,7 +440,7 @@ def per_example_gradient_norms(
     y: np.ndarray,
     batch_size: int = DEFAULT_GRADIENT_BATCH_SIZE,
 ) -> np.ndarray:
-    """‖∇_θ ℓ(θ; x_i, y_i)‖₂ for each example, without keeping the gradients in memory.
+    """‖∇_θ ℓ(θ; x_i, y_i)‖₂ for each example, keeping only one chunk of gradients in memory.
 
     Same loss and flattening as ``per_example_gradients``; use these norms to see their
     distribution and to choose the clipping norm (``suggest_clip_norm``).

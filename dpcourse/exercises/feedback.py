@@ -31,17 +31,27 @@ _INLINE_CODE = re.compile(r"`([^`]+)`")
 
 @dataclass(frozen=True)
 class Message:
-    """A piece of feedback: ``label`` (coloured in HTML), ``body`` text, optional ``code``."""
+    """A piece of feedback: ``label`` (coloured in HTML), ``body`` text, optional ``code``.
+
+    Verdicts and hints read as one paragraph ("Correct! Well done."); questions and
+    solutions put the label on its own line, then the code, then the body.
+    """
 
     kind: Kind
     label: str
     body: str = ""
     code: str | None = None
 
+    @property
+    def _block(self) -> bool:
+        return self.kind in ("question", "solution")
+
     def text(self) -> str:
-        """The plain-text rendering: ``label body``, then the code block if there is one."""
-        first = f"{self.label} {self.body}".rstrip()
-        return f"{first}\n{self.code.rstrip()}" if self.code else first
+        """The plain-text rendering."""
+        if not self._block:
+            return f"{self.label} {self.body}".rstrip()
+        parts = [self.label, (self.code or "").rstrip(), self.body]
+        return "\n".join(p for p in parts if p)
 
     def html(self) -> str:
         """The HTML rendering: the same words, the label in colour, code in ``<pre>``."""
@@ -51,8 +61,10 @@ class Message:
         )
         body = _INLINE_CODE.sub(r"<code>\1</code>", html.escape(self.body, quote=False))
         body = body.replace("\n", "<br>")
-        code = f"<pre><code>{html.escape(self.code.rstrip())}</code></pre>" if self.code else ""
-        return f'<div class="dpcourse-feedback">{label} {body}{code}</div>'
+        if not self._block:
+            return f'<div class="dpcourse-feedback">{label} {body}</div>'
+        code = f"<pre><code>{html.escape(self.code.rstrip())}</code></pre>" if self.code else "<br>"
+        return f'<div class="dpcourse-feedback">{label}{code}{body}</div>'
 
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, str]:
         """Both renderings, so Jupyter shows the HTML and text exports keep the words."""

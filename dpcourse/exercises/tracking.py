@@ -21,6 +21,8 @@ import warnings
 from datetime import UTC, datetime
 from pathlib import Path
 
+from .ids import lesson_id
+
 ENV_VAR = "DPCOURSE_PROGRESS_FILE"
 FILE_VERSION = 1
 
@@ -43,7 +45,9 @@ def _read_records() -> list[dict[str, str]]:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
         records = data["passed"]
-        if not all(isinstance(r, dict) and {"lesson", "name", "passed_at"} <= r.keys() for r in records):
+        if not all(
+            isinstance(r, dict) and {"lesson", "name", "passed_at"} <= r.keys() for r in records
+        ):
             raise ValueError("a record lacks lesson, name or passed_at")
     except (OSError, ValueError, KeyError, TypeError) as err:
         warnings.warn(
@@ -90,8 +94,8 @@ def record_pass(lesson: str, name: str) -> None:
     _write_records([*records, {"lesson": lesson, "name": name, "passed_at": now}])
 
 
-def reset_progress(lesson: str | None = None) -> None:
-    """Forget every passed exercise, or only those of ``lesson`` (e.g. ``"02"``)."""
+def reset_progress(lesson: str | int | None = None) -> None:
+    """Forget every passed exercise, or only those of ``lesson`` (e.g. ``"02"`` or ``2``)."""
     if lesson is None:
         path = progress_file()
         try:
@@ -101,4 +105,5 @@ def reset_progress(lesson: str | None = None) -> None:
                 f"Could not delete the progress file {path} ({err}).", ProgressWarning, stacklevel=2
             )
         return
-    _write_records([r for r in _read_records() if r["lesson"] != lesson])
+    number = lesson_id(lesson)
+    _write_records([r for r in _read_records() if r["lesson"] != number])

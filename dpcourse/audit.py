@@ -26,6 +26,7 @@ package, whose pins clash with this course's environment).
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from numbers import Integral, Real
 from typing import Any
@@ -48,6 +49,7 @@ __all__ = [
     "exposure",
     "loss_threshold_attack",
     "make_canaries",
+    "membership_experiment",
     "per_example_losses",
     "threshold_attack",
 ]
@@ -473,3 +475,72 @@ def exposure(canary_losses: ArrayLike, reference_losses: ArrayLike) -> np.ndarra
     ranks = canary_ranks(canary_losses, reference_losses)
     candidates = np.asarray(reference_losses).size + 1
     return np.log2(candidates) - np.log2(ranks)
+
+
+# ------------------------------------------------------------------- membership experiment
+@dataclass(frozen=True)
+class MembershipExperiment:
+    """A member set to train on and an equally sized, equally composed non-member set.
+
+    ``train_split`` is the original split with ``x_train``/``y_train`` replaced by the
+    members (its test set is unchanged, for utility metrics); the non-members come from
+    the test split, so the model never sees them.
+    """
+
+    train_split: Split
+    x_members: np.ndarray
+    y_members: np.ndarray
+    x_nonmembers: np.ndarray
+    y_nonmembers: np.ndarray
+
+
+def membership_experiment(
+    split: Split, n_members: int, fraud_fraction: float = 0.5, seed: int = 0
+) -> MembershipExperiment:
+    """Draw ``n_members`` training examples and as many test examples to audit with.
+
+    A fraction ``fraud_fraction`` of each set is fraud. At the data's 1 % fraud rate almost
+    every example is an easy legitimate one whose loss is tiny whether or not it was
+    trained on, so a loss attack on a random sample measures next to nothing; the records
+    a model memorises are the rare ones. Over-representing fraud in *both* sets (the same
+    way) audits exactly those records, and keeps the comparison fair.
+    """
+    if not isinstance(n_members, Integral) or isinstance(n_members, bool) or n_members < 2:
+        raise ValueError(f"n_members must be an integer >= 2, got {n_members!r}.")
+    if not isinstance(fraud_fraction, Real) or not 0.0 <= fraud_fraction <= 1.0:
+        raise ValueError(f"fraud_fraction must be in [0, 1], got {fraud_fraction!r}.")
+    n_fraud = round(n_members * fraud_fraction)
+    rng = np.random.default_rng(seed)
+
+    def draw(y: np.ndarray, where: str) -> np.ndarray:
+        fraud, legit = np.flatnonzero(y == 1), np.flatnonzero(y == 0)
+        if n_fraud > len(fraud) or n_members - n_fraud > len(legit):
+            raise ValueError(
+                f"n_members={n_members} with fraud_fraction={fraud_fraction} needs {n_fraud} "
+                f"fraud and {n_members - n_fraud} legitimate examples, but the {where} split "
+                f"has {len(fraud)} and {len(legit)}; lower n_members or fraud_fraction."
+            )
+        chosen = np.concatenate(
+            [
+                rng.choice(fraud, n_fraud, replace=False),
+                rng.choice(legit, n_members - n_fraud, replace=False),
+            ]
+        )
+        return rng.permutation(chosen)
+
+    members = draw(split.y_train, "training")
+    nonmembers = draw(split.y_test, "test")
+    customers = None if split.customer_train is None else split.customer_train[members]
+    train_split = dataclasses.replace(
+        split,
+        x_train=split.x_train[members],
+        y_train=split.y_train[members],
+        customer_train=customers,
+    )
+    return MembershipExperiment(
+        train_split=train_split,
+        x_members=split.x_train[members],
+        y_members=split.y_train[members],
+        x_nonmembers=split.x_test[nonmembers],
+        y_nonmembers=split.y_test[nonmembers],
+    )

@@ -62,7 +62,7 @@ def _float(text: str) -> float:
 def _add_run_shape(p: argparse.ArgumentParser, *, epsilon_mode: bool) -> None:
     p.add_argument("--examples", type=_positive_int, required=True, help="training set size N")
     p.add_argument("--batch-size", type=_positive_int, required=True, help="expected batch size B")
-    p.add_argument("--epochs", type=_float, required=True, help="passes over the data")
+    p.add_argument("--epochs", type=_positive_int, required=True, help="passes over the data")
     p.add_argument("--delta", type=_float, required=True, help="δ, well below 1/N")
     p.add_argument("--accountant", choices=("rdp", "pld"), default="rdp")
     if epsilon_mode:
@@ -120,8 +120,13 @@ def build_parser() -> argparse.ArgumentParser:
         "Train on a member set and run a loss-threshold membership-inference attack on it.",
     )
     _add_training_options(p, default_epsilon=4.0)
+    p.add_argument("--members", type=_positive_int, default=500, help="training (member) examples")
     p.add_argument(
-        "--members", type=_positive_int, default=2000, help="training (member) examples"
+        "--fraud-fraction",
+        type=_float,
+        default=0.5,
+        help="share of fraud in the member and non-member sets (default 0.5: the rare "
+        "records are the ones a model memorises)",
     )
     p.add_argument(
         "--confidence", type=_float, default=0.95, help="confidence of the ε lower bound"
@@ -131,7 +136,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _add_training_options(p: argparse.ArgumentParser, default_epsilon: float = 1.0) -> None:
     privacy = p.add_mutually_exclusive_group()
-    privacy.add_argument("--target-epsilon", type=_float, default=None, help=f"default {default_epsilon}")
+    privacy.add_argument(
+        "--target-epsilon", type=_float, default=None, help=f"default {default_epsilon}"
+    )
     privacy.add_argument("--noise-multiplier", type=_float, default=None)
     privacy.add_argument("--no-dp", action="store_true", help="train without privacy")
     p.set_defaults(default_epsilon=default_epsilon)
@@ -145,13 +152,16 @@ def _add_training_options(p: argparse.ArgumentParser, default_epsilon: float = 1
     p.add_argument("--path", choices=("fast", "xla", "optimizer", "vectorized"), default=None)
     p.add_argument("--model", choices=("mlp", "logistic"), default=None)
     p.add_argument("--accountant", choices=("rdp", "pld"), default=None)
-    p.add_argument("--data", type=Path, default=None, help="a transactions CSV (course or Kaggle schema)")
+    p.add_argument(
+        "--data", type=Path, default=None, help="a transactions CSV (course or Kaggle schema)"
+    )
     p.add_argument("--seed", type=int, default=None)
 
 
 def _quiet_tensorflow() -> None:
-    """Keep TensorFlow's start-up chatter off the terminal (stdout must stay JSON-only)."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    """Keep TensorFlow's C++ start-up chatter (CUDA plug-in errors on a CPU machine) off
+    the terminal: errors must be one line, and stdout JSON only."""
+    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
 
 
 def _cmd_epsilon(args: argparse.Namespace) -> dict[str, Any]:
@@ -236,6 +246,91 @@ def _cmd_data(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def _train_config(args: argparse.Namespace, **defaults: Any):
+    """A validated ``TrainConfig`` from the command line; unset options keep ``defaults``
+    and then the library's defaults."""
+    from dpcourse.training import TrainConfig
+
+    options = {
+        "epochs": args.epochs,
+        "batch_size": args.batch_size,
+        "microbatches": args.microbatches,
+        "l2_norm_clip": args.l2_norm_clip,
+        "learning_rate": args.learning_rate,
+        "delta": args.delta,
+        "sampling": args.sampling,
+        "path": args.path,
+        "model": args.model,
+        "accountant": args.accountant,
+        "seed": args.seed,
+    }
+    chosen = {**defaults, **{k: v for k, v in options.items() if v is not None}}
+    if args.no_dp:
+        return TrainConfig(private=False, **chosen)
+    if args.noise_multiplier is not None:
+        return TrainConfig(noise_multiplier=args.noise_multiplier, **chosen)
+    target = args.default_epsilon if args.target_epsilon is None else args.target_epsilon
+    return TrainConfig(target_epsilon=target, **chosen)
+
+
+def _load_split(path: Path | None):
+    from dpcourse import data
+
+    return data.load_split(path)
+
+
+def _cmd_train(args: argparse.Namespace) -> dict[str, Any]:
+    from dpcourse import training
+
+    config = _train_config(args)
+    split = _load_split(args.data)
+    result = training.train(config, split, verbose=0 if args.json else 1)
+    summary = result.summary()
+    if result.privacy is not None:
+        summary["statement"] = result.privacy.statement()
+    return summary
+
+
+#: Audit defaults: a small member set, a wide MLP and many epochs, so that the
+#: non-private model memorises and the attack has something to find.
+AUDIT_DEFAULTS = {"hidden": (128, 128), "epochs": 200, "batch_size": 50, "learning_rate": 0.01}
+
+
+def _cmd_audit(args: argparse.Namespace) -> dict[str, Any]:
+    from dpcourse import audit, training
+
+    config = _train_config(args, **AUDIT_DEFAULTS)
+    experiment = audit.membership_experiment(
+        _load_split(args.data), args.members, args.fraud_fraction, seed=config.seed
+    )
+    result = training.train(config, experiment.train_split, verbose=0 if args.json else 1)
+    attack = audit.attack_model(
+        result.model,
+        experiment.x_members,
+        experiment.y_members,
+        experiment.x_nonmembers,
+        experiment.y_nonmembers,
+    )
+    bound = attack.epsilon_lower_bound(config.delta, confidence=args.confidence, rng=config.seed)
+    return {
+        "attack_auc": attack.auc,
+        "attack_advantage": attack.advantage,
+        "epsilon_lower_bound": bound.epsilon,
+        "confidence": args.confidence,
+        "epsilon": None if result.privacy is None else result.privacy.epsilon,
+        "delta": config.delta,
+        "members": args.members,
+        "nonmembers": args.members,
+        "fraud_fraction": args.fraud_fraction,
+        "noise_multiplier": result.noise_multiplier,
+        "epochs": config.epochs,
+        "batch_size": config.batch_size,
+        "sampling": config.sampling,
+        "test_auprc": result.metrics["auprc"],
+        "train_seconds": result.train_seconds,
+    }
+
+
 CommandFn = Callable[[argparse.Namespace], dict[str, Any]]
 
 
@@ -244,6 +339,8 @@ def _commands() -> dict[str, CommandFn]:
         "epsilon": _cmd_epsilon,
         "noise": _cmd_noise,
         "data": _cmd_data,
+        "train": _cmd_train,
+        "audit": _cmd_audit,
     }
 
 

@@ -246,7 +246,11 @@ def load_transactions(path: str | Path | None = None) -> pd.DataFrame:
     """
     path = Path(path) if path is not None else DEFAULT_PATH
     if not path.is_file():
-        hint = " Run `make data` (or `python -m dpcourse data`) to create it." if path == DEFAULT_PATH else ""
+        hint = (
+            " Run `make data` (or `python -m dpcourse data`) to create it."
+            if path == DEFAULT_PATH
+            else ""
+        )
         raise FileNotFoundError(f"No data file at {path}.{hint}")
     df = _read_csv(str(path.resolve())).copy()
     validate_transactions(df)
@@ -305,9 +309,7 @@ class Split:
         return self.x_train.shape[1]
 
 
-def split_data(
-    df: pd.DataFrame, test_fraction: float = 0.25, seed: int = 0
-) -> Split:
+def split_data(df: pd.DataFrame, test_fraction: float = 0.25, seed: int = 0) -> Split:
     """Stratified random train/test split; features standardised with training statistics.
 
     Standardising with training mean and std is a data-dependent step; the course

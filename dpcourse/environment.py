@@ -36,7 +36,11 @@ class EnvironmentReport:
     def __str__(self) -> str:
         lines = [f"Python {self.python}"]
         lines += [f"{name:<20} {version}" for name, version in self.versions.items()]
-        lines.append(f"{'course data':<20} {self.data_rows} transactions" if self.data_rows else "course data missing")
+        lines.append(
+            f"{'course data':<20} {self.data_rows} transactions"
+            if self.data_rows
+            else "course data missing"
+        )
         lines += [f"PROBLEM: {p}" for p in self.problems] or ["Everything is ready."]
         return "\n".join(lines)
 

@@ -397,3 +397,51 @@ def test_planted_canaries_are_exposed():
 def test_exposure_validation(planted, references, match):
     with pytest.raises(ValueError, match=match):
         audit.exposure(planted, references)
+
+
+# ------------------------------------------------------------------- membership experiment
+def _tiny_split(n_train: int = 400, n_test: int = 200, fraud: int = 20):
+    from dpcourse.data import Split
+
+    rng = np.random.default_rng(0)
+    y_train = np.zeros(n_train, np.int32)
+    y_train[:fraud] = 1
+    y_test = np.zeros(n_test, np.int32)
+    y_test[:fraud] = 1
+    return Split(
+        x_train=rng.normal(size=(n_train, 3)).astype(np.float32),
+        y_train=y_train,
+        x_test=rng.normal(size=(n_test, 3)).astype(np.float32),
+        y_test=y_test,
+        feature_names=("a", "b", "c"),
+        customer_train=np.arange(n_train),
+        customer_test=np.arange(n_test),
+    )
+
+
+def test_membership_experiment_draws_disjoint_balanced_sets():
+    split = _tiny_split()
+    exp = audit.membership_experiment(split, 30, fraud_fraction=0.5, seed=1)
+    assert exp.y_members.sum() == 15 and exp.y_nonmembers.sum() == 15
+    assert len(exp.x_members) == len(exp.x_nonmembers) == 30
+    np.testing.assert_array_equal(exp.train_split.x_train, exp.x_members)
+    assert len(exp.train_split.customer_train) == 30
+    np.testing.assert_array_equal(exp.train_split.x_test, split.x_test)
+    members = {tuple(r) for r in exp.x_members}
+    assert members <= {tuple(r) for r in split.x_train}
+    assert not members & {tuple(r) for r in exp.x_nonmembers}
+    again = audit.membership_experiment(split, 30, fraud_fraction=0.5, seed=1)
+    np.testing.assert_array_equal(again.x_members, exp.x_members)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"n_members": 1}, "n_members"),
+        ({"n_members": 10, "fraud_fraction": 1.5}, "fraud_fraction"),
+        ({"n_members": 100, "fraud_fraction": 0.5}, "needs 50 fraud"),
+    ],
+)
+def test_membership_experiment_validation(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        audit.membership_experiment(_tiny_split(), **kwargs)

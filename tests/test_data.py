@@ -119,7 +119,7 @@ def test_label_must_be_binary(tmp_path):
 def test_file_without_a_label_column(tmp_path):
     path = tmp_path / "nolabel.csv"
     pd.DataFrame({"a": [1, 2]}).to_csv(path, index=False)
-    with pytest.raises(ValueError, match="'is_fraud'.*'Class'"):
+    with pytest.raises(ValueError, match=r"'is_fraud'.*'Class'"):
         data.load_transactions(path)
 
 

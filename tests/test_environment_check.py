@@ -9,7 +9,9 @@ def test_this_environment_passes():
 
 
 def test_a_wrong_version_is_reported(monkeypatch):
-    monkeypatch.setattr(environment, "_version", lambda name: "2.16.1" if name == "tensorflow" else "x")
+    monkeypatch.setattr(
+        environment, "_version", lambda name: "2.16.1" if name == "tensorflow" else "x"
+    )
     report = environment.check()
     assert not report.ok
     assert any(p.startswith("tensorflow 2.16.1") for p in report.problems)

@@ -38,8 +38,13 @@ def lab_server():
     env = {**os.environ, "JUPYTER_TOKEN": token}
     command = ["make", "-s", "lab", f"VENV={sys.prefix}", f"PORT={port}", "LAB_FLAGS=--no-browser"]
     proc = subprocess.Popen(
-        command, cwd=ROOT, env=env, start_new_session=True,
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        command,
+        cwd=ROOT,
+        env=env,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         deadline = time.monotonic() + 180

@@ -35,7 +35,8 @@ def test_kernelspec_is_set(path):
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
 def test_lesson_structure(path):
     text = "\n".join(
-        "".join(c["source"]) for c in json.loads(path.read_text())["cells"]
+        "".join(c["source"])
+        for c in json.loads(path.read_text())["cells"]
         if c["cell_type"] == "markdown"
     ).lower()
     for heading in ("learning objectives", "estimated time", "prerequisites"):

@@ -9,7 +9,9 @@ from __future__ import annotations
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-HEADER = "# Generated from requirements.txt by `make lock` (tools/sync_env_files.py); do not edit.\n"
+HEADER = (
+    "# Generated from requirements.txt by `make lock` (tools/sync_env_files.py); do not edit.\n"
+)
 
 
 def locked_pins(lock: Path = ROOT / "requirements.txt") -> list[str]:

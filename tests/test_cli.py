@@ -1,0 +1,280 @@
+"""`python -m dpcourse ...`: JSON output, agreement with the references, clean errors."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+
+import dp_accounting
+import pytest
+
+from dpcourse import accounting, data
+from dpcourse.cli import main
+
+
+def run(*args: str) -> subprocess.CompletedProcess:
+    """The real command line in a child process: exit status, stdout, stderr as a user sees them."""
+    return subprocess.run(
+        [sys.executable, "-m", "dpcourse", *args], capture_output=True, text=True, timeout=300
+    )
+
+
+def run_json(capsys, *args: str) -> dict:
+    assert main([*args, "--json"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("\n") == 1, "--json prints exactly one line on stdout"
+    return json.loads(out)
+
+
+MNIST = (
+    "--examples",
+    "60000",
+    "--batch-size",
+    "256",
+    "--noise-multiplier",
+    "1.1",
+    "--epochs",
+    "60",
+    "--delta",
+    "1e-5",
+)
+
+
+def test_epsilon_matches_dp_accounting(capsys):
+    result = run_json(capsys, "epsilon", *MNIST)
+    steps = 60 * (60000 // 256)
+    event = dp_accounting.SelfComposedDpEvent(
+        dp_accounting.PoissonSampledDpEvent(256 / 60000, dp_accounting.GaussianDpEvent(1.1)),
+        steps,
+    )
+    reference = dp_accounting.rdp.RdpAccountant().compose(event).get_epsilon(1e-5)
+    assert result["steps"] == steps
+    assert result["epsilon"] == pytest.approx(reference, rel=1e-9)
+
+
+def test_epsilon_matches_tf_privacy_statement(capsys):
+    """TF Privacy counts ceil(epochs·N/B) = 14,063 steps where training runs 14,040; the
+    0.16 % extra steps move ε by about 0.1 %, so the figures agree to 2e-3."""
+    ours = run_json(capsys, "epsilon", *MNIST)["epsilon"]
+    shuffled = run_json(capsys, "epsilon", *MNIST, "--sampling", "shuffle")["epsilon"]
+    statement = accounting.tf_privacy_statement_epsilons(60000, 256, 60, 1.1, 1e-5)
+    assert ours == pytest.approx(statement["poisson"], rel=2e-3)
+    assert shuffled == pytest.approx(statement["once_per_epoch"], rel=1e-3)
+
+
+def test_epsilon_pld_and_microbatches(capsys):
+    pld = run_json(capsys, "epsilon", *MNIST, "--accountant", "pld")
+    rdp = run_json(capsys, "epsilon", *MNIST)
+    assert pld["epsilon"] < rdp["epsilon"]
+    micro = run_json(capsys, "epsilon", *MNIST, "--microbatch-size", "4")
+    assert micro["epsilon"] == pytest.approx(
+        accounting.compute_epsilon(60000, 256, 0.55, 60, 1e-5), rel=1e-9
+    )
+
+
+def test_noise_round_trip(capsys):
+    args = ("--examples", "90000", "--batch-size", "1024", "--epochs", "10", "--delta", "1e-5")
+    result = run_json(capsys, "noise", "--target-epsilon", "1", *args)
+    sigma = result["noise_multiplier"]
+    assert accounting.compute_epsilon(90000, 1024, sigma, 10, 1e-5) <= 1.0
+    assert accounting.compute_epsilon(90000, 1024, sigma * 0.998, 10, 1e-5) > 1.0
+    assert result["epsilon"] <= 1.0
+
+
+def test_zero_noise_gives_null_epsilon(capsys):
+    result = run_json(
+        capsys, "epsilon", *MNIST[:4], "--noise-multiplier", "0", "--epochs", "1", "--delta", "1e-5"
+    )
+    assert result["epsilon"] is None
+
+
+def test_data_is_reproducible_and_loadable(tmp_path, capsys):
+    a, b = tmp_path / "a.csv.gz", tmp_path / "b.csv.gz"
+    for out in (a, b):
+        result = run_json(capsys, "data", "--rows", "5000", "--seed", "1", "--out", str(out))
+        assert result["rows"] == 5000
+    assert a.read_bytes() == b.read_bytes()
+    assert len(data.load_transactions(a)) == 5000
+
+
+def test_data_if_missing_keeps_an_existing_file(tmp_path, capsys):
+    out = tmp_path / "d.csv"
+    out.write_text("keep me")
+    result = run_json(capsys, "data", "--out", str(out), "--if-missing")
+    assert result["written"] is False and out.read_text() == "keep me"
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (
+            (
+                "epsilon",
+                "--examples",
+                "100",
+                "--batch-size",
+                "10",
+                "--noise-multiplier",
+                "-1",
+                "--epochs",
+                "1",
+                "--delta",
+                "1e-5",
+            ),
+            "noise_multiplier",
+        ),
+        (
+            (
+                "epsilon",
+                "--examples",
+                "100",
+                "--batch-size",
+                "1000",
+                "--noise-multiplier",
+                "1",
+                "--epochs",
+                "1",
+                "--delta",
+                "1e-5",
+            ),
+            "batch_size",
+        ),
+        (("epsilon", "--examples", "ten"), "--examples"),
+        (
+            (
+                "noise",
+                "--target-epsilon",
+                "0",
+                "--examples",
+                "1000",
+                "--batch-size",
+                "10",
+                "--epochs",
+                "1",
+                "--delta",
+                "1e-5",
+            ),
+            "target_epsilon",
+        ),
+        (
+            (
+                "noise",
+                "--target-epsilon",
+                "1",
+                "--examples",
+                "1000",
+                "--batch-size",
+                "10",
+                "--epochs",
+                "1",
+                "--delta",
+                "2",
+            ),
+            "delta",
+        ),
+        (("train", "--batch-size", "100", "--microbatches", "32"), "microbatches"),
+        (("train", "--no-dp", "--target-epsilon", "1"), "not allowed with"),
+        (("train", "--epochs", "0"), "--epochs"),
+        (("data", "--rows", "10", "--out", "/tmp/never.csv"), "n_rows"),
+    ],
+)
+def test_bad_input_exits_2_with_one_line(args, needle, capsys):
+    assert main(list(args)) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.count("\n") == 1 and needle in captured.err
+
+
+def test_bad_data_file_is_named(tmp_path, capsys):
+    bad = tmp_path / "bad.csv"
+    data.generate_transactions(500).drop(columns=["foreign"]).to_csv(bad, index=False)
+    assert main(["train", "--data", str(bad), "--json"]) == 2
+    assert "'foreign' is missing" in capsys.readouterr().err
+
+
+def test_process_level_error_has_no_traceback():
+    proc = run("train", "--batch-size", "100", "--microbatches", "32", "--json")
+    assert proc.returncode == 2
+    assert proc.stdout == ""
+    assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
+    assert "microbatches" in proc.stderr
+
+
+def test_help_has_examples():
+    proc = run("train", "--help")
+    assert proc.returncode == 0 and "python -m dpcourse train --target-epsilon 1" in proc.stdout
+
+
+TRAIN_KEYS = {
+    "auprc",
+    "auroc",
+    "epsilon",
+    "delta",
+    "noise_multiplier",
+    "l2_norm_clip",
+    "steps",
+    "epochs",
+    "batch_size",
+    "n_train",
+    "sampling",
+    "accountant",
+    "train_seconds",
+}
+
+
+@pytest.mark.slow
+def test_train_json_is_one_object_with_the_contract_keys():
+    proc = run("train", "--target-epsilon", "1", "--epochs", "2", "--json")
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    assert TRAIN_KEYS <= result.keys()
+    assert 0 < result["epsilon"] <= 1.0
+    assert result["steps"] == 2 * (result["n_train"] // result["batch_size"])
+    assert result["epsilon"] == pytest.approx(
+        accounting.compute_epsilon(
+            result["n_train"], result["batch_size"], result["noise_multiplier"], 2, 1e-5
+        ),
+        rel=1e-9,
+    )
+    assert 0 < result["train_seconds"] < 300
+
+
+@pytest.mark.slow
+def test_train_no_dp_has_null_epsilon(capsys, tmp_path):
+    path = tmp_path / "small.csv"
+    data.save_transactions(data.generate_transactions(4000, seed=3), path)
+    result = run_json(
+        capsys, "train", "--no-dp", "--epochs", "1", "--batch-size", "256", "--data", str(path)
+    )
+    assert result["epsilon"] is None and result["noise_multiplier"] is None
+    assert TRAIN_KEYS <= result.keys()
+
+
+@pytest.mark.slow
+def test_train_accepts_the_kaggle_schema(kaggle_csv, capsys):
+    result = run_json(
+        capsys,
+        "train",
+        "--data",
+        str(kaggle_csv),
+        "--batch-size",
+        "32",
+        "--epochs",
+        "1",
+        "--noise-multiplier",
+        "1.0",
+    )
+    assert result["n_train"] == data.load_split(kaggle_csv).n_train
+    assert math.isfinite(result["epsilon"])
+
+
+@pytest.mark.slow
+def test_audit_finds_memorisation_without_dp_and_respects_epsilon_with_dp(capsys):
+    plain = run_json(capsys, "audit", "--no-dp", "--members", "500")
+    private = run_json(capsys, "audit", "--target-epsilon", "2", "--members", "500")
+    assert plain["attack_advantage"] > 0.1
+    assert plain["epsilon_lower_bound"] > 0.5, "an overfit model must be caught leaking"
+    assert private["epsilon_lower_bound"] <= private["epsilon"]
+    assert private["attack_advantage"] < plain["attack_advantage"]

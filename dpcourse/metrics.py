@@ -33,13 +33,11 @@ def _check_labels_and_scores(y: Any, scores: Any) -> tuple[np.ndarray, np.ndarra
         scores = scores[:, 0]
     if y.ndim != 1 or scores.ndim != 1:
         raise ValueError(
-            f"y and scores must be 1-D (or (n, 1)) arrays, got shapes {y.shape} and "
-            f"{scores.shape}."
+            f"y and scores must be 1-D (or (n, 1)) arrays, got shapes {y.shape} and {scores.shape}."
         )
     if len(y) != len(scores):
         raise ValueError(
-            f"y and scores must have the same length, got {len(y)} labels and "
-            f"{len(scores)} scores."
+            f"y and scores must have the same length, got {len(y)} labels and {len(scores)} scores."
         )
     labels = set(np.unique(y).tolist())
     if not labels <= {0, 1}:
@@ -98,7 +96,10 @@ def threshold_at_fpr(y: Any, scores: Any, fpr: float) -> float:
 
 
 def recall_at_fpr(y: Any, scores: Any, fpr: float = 0.01) -> float:
-    """Recall on fraud, #{fraud: score >= t} / #fraud, at ``t = threshold_at_fpr(y, scores, fpr)``."""
+    """Recall on fraud, #{fraud: score >= t} / #fraud, at t = ``threshold_at_fpr(y, scores, fpr)``.
+
+    The default budget, 1 % of legitimate transactions flagged, is the course's operating point.
+    """
     y, scores = _check_labels_and_scores(y, scores)
     return _operating_point(y, scores, _check_fpr(fpr))[1]
 
@@ -120,6 +121,9 @@ def evaluate(model: Any, x: np.ndarray, y: np.ndarray, fpr: float = 0.01) -> dic
     held-out data.
     """
     fpr = _check_fpr(fpr)
+    x = np.asarray(x, dtype=np.float32)
+    if x.ndim != 2:
+        raise ValueError(f"x must be a 2-D array (examples × features), got shape {x.shape}.")
     y, scores = _check_labels_and_scores(y, model_scores(model, x))
     threshold, recall = _operating_point(y, scores, fpr)
     legit = scores[y == 0]

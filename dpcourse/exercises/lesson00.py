@@ -195,6 +195,37 @@ quiz = Quiz(
                 ),
             },
         ),
+        MultipleChoice(
+            prompt=(
+                "The bank's fraud model outputs only a fraud score per transaction. What can "
+                "it still give away about its training data?"
+            ),
+            options={
+                "a": "Nothing: a score is not a transaction.",
+                "b": (
+                    "Whether a given transaction (or customer) was in the training data: "
+                    "models tend to score their own training records differently "
+                    "(membership inference)."
+                ),
+                "c": "Only the overall fraud rate, which is public anyway.",
+            },
+            correct="b",
+            explanations={
+                "a": (
+                    "No: a model that has memorised its training records gives them "
+                    "unusually confident scores, and an attacker who compares scores can "
+                    "tell members from non-members (lesson 01 shows it, lesson 08 measures it)."
+                ),
+                "b": (
+                    "Right. Being in a bank's fraud training data can itself be sensitive; "
+                    "differential privacy bounds how much any attack can learn about it."
+                ),
+                "c": (
+                    "No: models can leak facts about individual records, not only aggregate "
+                    "statistics; that is what differential privacy is about."
+                ),
+            },
+        ),
     ],
 )
 

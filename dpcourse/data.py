@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import gzip
 import io
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
 
@@ -343,3 +343,41 @@ def split_data(df: pd.DataFrame, test_fraction: float = 0.25, seed: int = 0) -> 
 def load_split(path: str | Path | None = None, test_fraction: float = 0.25, seed: int = 0) -> Split:
     """``split_data(load_transactions(path))``: the arrays every lesson trains on."""
     return split_data(load_transactions(path), test_fraction=test_fraction, seed=seed)
+
+
+def cap_per_customer(split: Split, max_per_customer: int, seed: int = 0) -> Split:
+    """``split`` with at most ``max_per_customer`` training transactions per customer.
+
+    For each customer with n_c training transactions, keeps min(n_c, k) of them, chosen
+    uniformly at random (``seed``); kept rows stay in their original order and the test
+    set is unchanged. The choice for one customer depends only on that customer's own
+    rows, so adding or removing one customer changes the capped training set by at most
+    k transactions: the bound that group privacy turns into a customer-level guarantee
+    (lesson 09). The number of rows kept is Σ_c min(n_c, k).
+    """
+    if not isinstance(split, Split):
+        raise ValueError(f"split must be a Split, got {type(split).__name__}.")
+    if split.customer_train is None:
+        raise ValueError(
+            "split.customer_train is None: capping per customer needs a customer id for every "
+            "training transaction (the course schema has one; the Kaggle schema does not)."
+        )
+    if (
+        not isinstance(max_per_customer, int | np.integer)
+        or isinstance(max_per_customer, bool)
+        or max_per_customer < 1
+    ):
+        raise ValueError(f"max_per_customer must be an integer >= 1, got {max_per_customer!r}.")
+    customers = np.asarray(split.customer_train)
+    order = np.random.default_rng(seed).permutation(len(customers))
+    order = order[np.argsort(customers[order], kind="stable")]  # grouped, random within
+    grouped = customers[order]
+    starts = np.flatnonzero(np.r_[True, grouped[1:] != grouped[:-1]])
+    rank = np.arange(len(grouped)) - np.repeat(starts, np.diff(np.r_[starts, len(grouped)]))
+    keep = np.sort(order[rank < max_per_customer])
+    return replace(
+        split,
+        x_train=split.x_train[keep],
+        y_train=split.y_train[keep],
+        customer_train=customers[keep],
+    )

@@ -150,3 +150,71 @@ def test_kaggle_schema_missing_column(kaggle_csv, tmp_path):
 def test_bad_test_fraction():
     with pytest.raises(ValueError, match="test_fraction"):
         data.split_data(data.generate_transactions(500), test_fraction=1.5)
+
+
+# --------------------------------------------------------------------------- cap_per_customer
+
+
+def _toy_split(customers: list[int]) -> data.Split:
+    """A split whose training rows are numbered 0..n-1 (in x and y) for ``customers``."""
+    n = len(customers)
+    rows = np.arange(n, dtype=np.float32)[:, None]
+    return data.Split(
+        x_train=rows,
+        y_train=np.arange(n, dtype=np.int32),
+        x_test=np.zeros((2, 1), dtype=np.float32),
+        y_test=np.array([0, 1], dtype=np.int32),
+        feature_names=("row",),
+        customer_train=np.array(customers),
+        customer_test=np.array([0, 1]),
+    )
+
+
+def test_cap_per_customer_keeps_at_most_k_random_rows_per_customer():
+    customers = [7] * 10 + [3] * 2 + [5] + [9] * 4
+    toy = _toy_split(customers)
+    capped = data.cap_per_customer(toy, 3, seed=1)
+    kept = capped.y_train  # the original row numbers
+    assert np.all(np.diff(kept) > 0)  # original order, no duplicates
+    assert np.array_equal(capped.x_train[:, 0], kept)
+    assert np.array_equal(capped.customer_train, np.array(customers)[kept])
+    counts = {c: int((capped.customer_train == c).sum()) for c in (7, 3, 5, 9)}
+    assert counts == {7: 3, 3: 2, 5: 1, 9: 3}  # min(n_c, k)
+    assert capped.x_test is toy.x_test and capped.customer_test is toy.customer_test
+    # A large cap keeps everything; different seeds keep different rows of customer 7.
+    assert np.array_equal(data.cap_per_customer(toy, 10).y_train, np.arange(len(customers)))
+    chosen = {tuple(data.cap_per_customer(toy, 3, seed=s).y_train[:3]) for s in range(20)}
+    assert len(chosen) > 5
+
+
+def test_cap_per_customer_choice_is_uniform_within_a_customer():
+    toy = _toy_split([0] * 5)
+    hits = np.zeros(5)
+    for seed in range(2000):
+        hits[data.cap_per_customer(toy, 2, seed=seed).y_train] += 1
+    # Each of the 5 rows is kept with probability 2/5: 800 of 2000 draws, sd ≈ 22.
+    assert np.all(np.abs(hits - 800) < 5 * np.sqrt(2000 * 0.4 * 0.6))
+
+
+def test_cap_per_customer_on_the_course_data():
+    split = data.load_split()
+    capped = data.cap_per_customer(split, 5, seed=0)
+    _, counts = np.unique(split.customer_train, return_counts=True)
+    assert capped.n_train == np.minimum(counts, 5).sum()
+    assert np.unique(capped.customer_train, return_counts=True)[1].max() == 5
+    assert capped.x_train.dtype == np.float32 and capped.n_features == split.n_features
+
+
+@pytest.mark.parametrize("bad", [0, -1, 2.5, True, "3"])
+def test_cap_per_customer_rejects_bad_caps(bad):
+    with pytest.raises(ValueError, match="max_per_customer must be an integer >= 1"):
+        data.cap_per_customer(_toy_split([1, 1, 2]), bad)
+
+
+def test_cap_per_customer_needs_customers():
+    toy = _toy_split([1, 2])
+    anonymous = data.Split(**{**toy.__dict__, "customer_train": None})
+    with pytest.raises(ValueError, match=r"split\.customer_train is None"):
+        data.cap_per_customer(anonymous, 2)
+    with pytest.raises(ValueError, match="split must be a Split, got dict"):
+        data.cap_per_customer({}, 2)

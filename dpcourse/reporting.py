@@ -1,0 +1,287 @@
+"""Reporting a DP model: a Markdown model card that states the guarantee completely.
+
+An ε on its own means little. A reader needs to know what it protects (the privacy unit
+and the adjacency), how it was computed (the accountant and the sampling it assumes),
+the run it describes (C, σ, batch size, steps, data size), and what it leaves out
+(hyperparameter tuning, data-dependent preprocessing, the implementation's randomness).
+This follows the reporting guidelines of Ponomareva et al. (2023), "How to DP-fy ML".
+
+:func:`model_card` fills such a card in from a :class:`~dpcourse.accounting.PrivacyReport`
+(or a training result carrying one), so every number in it comes from the run itself.
+A transaction-level guarantee can be extended to a coarser unit (a customer with at most
+k transactions) by group privacy, :func:`dpcourse.accounting.group_epsilon`:
+(ε, δ) per transaction gives (kε, k·e^{(k−1)ε}·δ) per customer.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from numbers import Integral, Real
+from typing import Any
+
+from dpcourse.accounting import PrivacyReport, group_epsilon
+
+__all__ = ["PRODUCTION_CAVEATS", "ModelCard", "model_card"]
+
+#: What a production deployment must add to (or fix in) a course-style DP-SGD run.
+PRODUCTION_CAVEATS: tuple[str, ...] = (
+    "Randomness: batches and noise come from seeded pseudo-random generators (NumPy's "
+    "PCG64, TensorFlow's Philox), which are not cryptographically secure; anyone who knows "
+    "the seed can regenerate and subtract the noise. Production DP needs a secure, unseeded "
+    "source of randomness.",
+    "Floating point: textbook floating-point noise samplers leak through the pattern of "
+    "representable values (Mironov 2012 for Laplace noise; Jin et al. 2022 for Gaussian "
+    "noise). The guarantee is for exact real-valued Gaussian noise.",
+    "Tuning: every training run on the private data spends privacy. The ε above covers one "
+    "run; choosing hyperparameters by trying several runs on the same data costs more.",
+    "Preprocessing: feature standardisation used statistics of the training data, treated "
+    "as public here; a deployment uses fixed, domain-known ranges or spends budget on them.",
+)
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    """A DP model card: titled sections of (field, value) rows and a list of limitations.
+
+    ``sections`` maps a section title to its rows in order. Display it in Jupyter as is
+    (``_repr_markdown_``) or render it with :meth:`to_markdown`; :meth:`to_dict` gives the
+    raw numbers for JSON.
+    """
+
+    title: str
+    statement: str
+    sections: Mapping[str, tuple[tuple[str, str], ...]]
+    limitations: tuple[str, ...]
+    values: Mapping[str, Any]
+
+    def to_markdown(self) -> str:
+        """The card as Markdown: the statement as a quote (one paragraph per line), one table
+        per section, the limitations as bullets."""
+        quoted = "\n>\n".join(f"> {line}" for line in self.statement.splitlines() if line)
+        parts = [f"## {self.title}", quoted]
+        for heading, rows in self.sections.items():
+            table = ["| | |", "|---|---|"]
+            table += [f"| **{field}** | {_cell(value)} |" for field, value in rows]
+            parts += [f"### {heading}", "\n".join(table)]
+        if self.limitations:
+            parts += ["### Limitations", "\n".join(f"- {item}" for item in self.limitations)]
+        return "\n\n".join(parts) + "\n"
+
+    def to_dict(self) -> dict[str, Any]:
+        """The numbers and choices behind the card, JSON-ready (∞ becomes None)."""
+        return _json_ready(self.values)
+
+    def _repr_markdown_(self) -> str:
+        return self.to_markdown()
+
+
+def _json_ready(value: Any) -> Any:
+    """``value`` with tuples as lists and non-finite floats as None (JSON has no ∞)."""
+    if isinstance(value, Mapping):
+        return {str(key): _json_ready(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_ready(item) for item in value]
+    if isinstance(value, Real) and not isinstance(value, Integral):
+        return float(value) if math.isfinite(value) else None
+    if isinstance(value, Integral) and not isinstance(value, bool):
+        return int(value)
+    return value
+
+
+def _cell(text: str) -> str:
+    """``text`` safe inside a Markdown table cell (no pipes, no line breaks)."""
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def _text(value: Any, name: str) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"{name} must be a non-empty string describing it, got {value!r}.")
+    return value.strip()
+
+
+def _privacy_source(source: Any) -> tuple[PrivacyReport, Mapping[str, float] | None]:
+    """The report and metrics of ``source``: a PrivacyReport, or a result with ``.privacy``."""
+    if isinstance(source, PrivacyReport):
+        return source, None
+    report = getattr(source, "privacy", ...)
+    if report is None:
+        raise ValueError(
+            "source is a non-private training result (its privacy report is None): there is "
+            "no guarantee to report. Train with TrainConfig(private=True)."
+        )
+    if not isinstance(report, PrivacyReport):
+        raise ValueError(
+            "source must be a PrivacyReport or a training result with a .privacy report, "
+            f"got {type(source).__name__}."
+        )
+    return report, getattr(source, "metrics", None)
+
+
+def _group_guarantee(
+    report: PrivacyReport, group_unit: str | None, group_size: int | None, n_groups: int | None
+) -> dict[str, Any] | None:
+    """Validated group-privacy figures, or None when no group is given."""
+    if group_unit is None and group_size is None:
+        if n_groups is not None:
+            raise ValueError("n_groups needs group_unit and group_size.")
+        return None
+    if group_unit is None or group_size is None:
+        raise ValueError(
+            "give group_unit and group_size together (e.g. group_unit='customer', "
+            f"group_size=5), got group_unit={group_unit!r}, group_size={group_size!r}."
+        )
+    unit = _text(group_unit, "group_unit")
+    if not isinstance(group_size, Integral) or isinstance(group_size, bool) or group_size < 1:
+        raise ValueError(f"group_size must be an integer >= 1, got {group_size!r}.")
+    if n_groups is not None and (
+        not isinstance(n_groups, Integral) or isinstance(n_groups, bool) or n_groups < 1
+    ):
+        raise ValueError(f"n_groups must be an integer >= 1 or None, got {n_groups!r}.")
+    if math.isfinite(report.epsilon):
+        epsilon, delta = group_epsilon(report.epsilon, report.delta, int(group_size))
+    else:  # σ = 0: no guarantee per record, none per group either
+        epsilon, delta = math.inf, 1.0
+    return {
+        "unit": unit,
+        "size": int(group_size),
+        "epsilon": epsilon,
+        "delta": delta,
+        "n_groups": n_groups,
+    }
+
+
+def _delta_note(delta: float, n: int, unit: str) -> str:
+    """δ against 1/n: δ·n should be well below 1 (the course's rule: at most 0.1)."""
+    product = delta * n
+    if product >= 1:
+        verdict = f"at least 1: publishing one random {unit} in full would meet this δ"
+    elif product > 0.1:
+        verdict = f"below 1 but not well below; choose δ ≤ 0.1/(number of {unit}s)"
+    else:
+        verdict = "well below 1, as it should be"
+    return f"δ · (number of {unit}s) = {product:.2g}, {verdict}"
+
+
+def model_card(
+    source: Any,
+    *,
+    model: str,
+    data: str,
+    tuned: str,
+    title: str = "Model card: differentially private fraud model",
+    metrics: Mapping[str, float] | None = None,
+    group_unit: str | None = None,
+    group_size: int | None = None,
+    n_groups: int | None = None,
+    limitations: Sequence[str] = PRODUCTION_CAVEATS,
+) -> ModelCard:
+    """A :class:`ModelCard` for a DP-SGD run, every figure taken from its privacy report.
+
+    ``source`` is a :class:`~dpcourse.accounting.PrivacyReport` or a training result with
+    ``.privacy`` (and ``.metrics``, used unless ``metrics`` is given), such as
+    ``dpcourse.training.TrainResult``. ``model``, ``data`` and ``tuned`` describe the model,
+    the training data and what was tuned on which data (tuning on the private data costs
+    privacy too). With ``group_unit`` and ``group_size`` = k (e.g. "customer", 5: at most
+    k records per customer, enforced before training), the card adds the group-privacy
+    guarantee (kε, k·e^{(k−1)ε}·δ) and, given ``n_groups``, compares its δ with
+    1/``n_groups``.
+    """
+    report, result_metrics = _privacy_source(source)
+    model, data, tuned = _text(model, "model"), _text(data, "data"), _text(tuned, "tuned")
+    title = _text(title, "title")
+    group = _group_guarantee(report, group_unit, group_size, n_groups)
+    chosen_metrics = dict(result_metrics or {}) if metrics is None else dict(metrics)
+    for key, value in chosen_metrics.items():
+        if not isinstance(value, Real) or isinstance(value, bool):
+            raise ValueError(f"metrics[{key!r}] must be a number, got {value!r}.")
+    if isinstance(limitations, str) or not all(
+        isinstance(item, str) and item.strip() for item in limitations
+    ):
+        raise ValueError("limitations must be a list of non-empty strings.")
+
+    unit = report.privacy_unit
+    q = report.batch_size / report.n_examples
+    sampling = (
+        f"Poisson sampling: each {unit} joins each step's batch independently with "
+        f"probability q = B/N = {q:.3g}. The ε holds only if training really samples this "
+        "way; shuffled fixed-size batches need the (larger) once-per-epoch figure."
+        if report.sampling == "poisson"
+        else f"Shuffled fixed-size batches, each {unit} used at most once per epoch; the "
+        "conservative figure, without amplification by sampling."
+    )
+    microbatches = (
+        "one example per microbatch (sensitivity C)"
+        if report.microbatch_size == 1
+        else f"{report.microbatch_size} examples per microbatch: sensitivity 2C, accounted with σ/2"
+    )
+    privacy_rows = [
+        ("Privacy unit", f"one {unit} (add-or-remove-one-{unit} adjacency)"),
+        ("Guarantee", f"(ε = {report.epsilon:.3g}, δ = {report.delta:.3g}) per {unit}"),
+    ]
+    if group is not None:
+        privacy_rows.append(
+            (
+                f"{group['unit'].capitalize()}-level guarantee",
+                f"(ε = {group['epsilon']:.3g}, δ = {group['delta']:.3g}) per {group['unit']}, "
+                f"by group privacy over at most {group['size']} {unit}s per {group['unit']} "
+                "(bounded before training)",
+            )
+        )
+    privacy_rows += [
+        ("Accountant", f"{report.accountant.upper()} (dp_accounting)"),
+        ("Sampling assumption", sampling),
+        ("δ vs data size", _delta_note(report.delta, report.n_examples, unit)),
+    ]
+    if group is not None and group["n_groups"] is not None:
+        privacy_rows.append(
+            (
+                f"δ vs {group['unit']}s",
+                _delta_note(group["delta"], group["n_groups"], group["unit"]),
+            )
+        )
+    privacy_rows.append(
+        (
+            "Scope",
+            "the whole training run: the final model and every intermediate checkpoint; "
+            "not hyperparameter tuning, preprocessing, or other uses of the data",
+        )
+    )
+    training_rows = [
+        ("Model", model),
+        ("Mechanism", f"DP-SGD with per-example clipping, {microbatches}"),
+        (
+            "Clipping norm C",
+            "not recorded" if report.l2_norm_clip is None else f"{report.l2_norm_clip:g}",
+        ),
+        ("Noise multiplier σ", f"{report.noise_multiplier:.4g}"),
+        ("Batch size B (expected)", f"{report.batch_size:,}"),
+        ("Epochs / steps", f"{report.epochs} / {report.steps:,}"),
+        (f"Training {unit}s N", f"{report.n_examples:,}"),
+    ]
+    data_rows = [("Training data", data), ("What was tuned, on which data", tuned)]
+    sections: dict[str, tuple[tuple[str, str], ...]] = {
+        "Privacy guarantee": tuple(privacy_rows),
+        "Training run": tuple(training_rows),
+        "Data and tuning": tuple(data_rows),
+    }
+    if chosen_metrics:
+        sections["Utility (test set)"] = tuple(
+            (name, f"{value:.3f}") for name, value in chosen_metrics.items()
+        )
+    values = {
+        **report.to_dict(),
+        "model": model,
+        "data": data,
+        "tuned": tuned,
+        "metrics": chosen_metrics,
+        "group": group,
+    }
+    return ModelCard(
+        title=title,
+        statement=report.statement(),
+        sections=sections,
+        limitations=tuple(limitations),
+        values=values,
+    )

@@ -10,20 +10,29 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 DATA   := data/transactions.csv.gz
 PORT   ?= 8888
+NOTEBOOK_DIR ?= notebooks
 LAB_FLAGS ?=
 PYTEST_ARGS ?=
 LAB_SETTINGS := $(VENV)/share/jupyter/lab/settings/overrides.json
 # Jupyter refuses to run as root unless told; containers and CI often are root.
 ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root)
 
-.PHONY: lab test data lock lint strip clean
+.PHONY: lab test data lock lint strip instructor book clean
 
-lab: $(STAMP) $(DATA)
+lab: $(STAMP) $(DATA) $(LAB_SETTINGS)
 	$(VENV)/bin/jupyter lab --config=etc/jupyter_server_config.py \
-		--ServerApp.root_dir=notebooks --port=$(PORT) $(ROOT_FLAG) $(LAB_FLAGS)
+		--ServerApp.root_dir=$(NOTEBOOK_DIR) --port=$(PORT) $(ROOT_FLAG) $(LAB_FLAGS)
 
 test: $(STAMP) $(DATA)
 	$(PY) -m pytest tests notebooks --nbval-lax --nbval-current-env --nbval-cell-timeout=600 $(PYTEST_ARGS)
+
+# The instructor edition: every exercise cell with its solution filled in.
+instructor: $(STAMP) $(DATA)
+	$(PY) -m dpcourse course build-instructor --out instructor/edition
+
+# The rendered course: executes the instructor edition, writes _book/index.html.
+book: $(STAMP) $(DATA)
+	$(PY) -m dpcourse course build-book --out _book
 
 data: $(STAMP)
 	$(PY) -m dpcourse data --out $(DATA)
@@ -55,8 +64,11 @@ $(STAMP): requirements.txt pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
 	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps -e .
-	@mkdir -p $(dir $(LAB_SETTINGS)) && cp binder/overrides.json $(LAB_SETTINGS)
 	@touch $(STAMP)
+
+# JupyterLab settings for the course: no news pop-up; every cell rendered (no windowing).
+$(LAB_SETTINGS): binder/overrides.json | $(STAMP)
+	@mkdir -p $(dir $(LAB_SETTINGS)) && cp binder/overrides.json $(LAB_SETTINGS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

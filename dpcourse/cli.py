@@ -25,6 +25,7 @@ EXAMPLES = {
     "train": "python -m dpcourse train --target-epsilon 1 --json",
     "data": "python -m dpcourse data --rows 5000 --seed 1 --out /tmp/transactions.csv.gz",
     "audit": "python -m dpcourse audit --target-epsilon 4 --json",
+    "course": "python -m dpcourse course build-instructor --out instructor/edition",
 }
 
 
@@ -131,6 +132,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--confidence", type=_float, default=0.95, help="confidence of the ε lower bound"
     )
+    p = add("course", "Course tooling: list lessons, build the instructor edition or the book.")
+    p.add_argument("action", choices=("list", "build-instructor", "build-book", "run"))
+    p.add_argument("--out", type=Path, default=None, help="output folder")
     return parser
 
 
@@ -331,6 +335,36 @@ def _cmd_audit(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def _cmd_course(args: argparse.Namespace) -> dict[str, Any]:
+    from dpcourse import course
+
+    if args.action == "list":
+        return {
+            lesson.number: f"{lesson.title} ({lesson.estimated_time})"
+            for lesson in course.lessons()
+        }
+    if args.action == "build-instructor":
+        written = course.build_instructor_edition(args.out or Path("instructor/edition"))
+        return {"written": [str(p) for p in written]}
+    if args.action == "build-book":
+        report = course.build_book(args.out or Path("_book"))
+        return {
+            "index": str(report.out_dir / "index.html"),
+            "pages": len(report.pages),
+            "seconds": {n: round(e.seconds, 1) for n, e in report.executions.items()},
+        }
+    results = {}
+    for lesson in course.lessons():
+        run = course.execute_notebook(lesson.path)
+        results[lesson.number] = {
+            "seconds": round(run.seconds, 1),
+            "peak_rss_mib": round(run.peak_rss_bytes / 2**20),
+        }
+        if not args.json:
+            print(f"{lesson.path.name}: {results[lesson.number]}", file=sys.stderr)
+    return results
+
+
 CommandFn = Callable[[argparse.Namespace], dict[str, Any]]
 
 
@@ -341,6 +375,7 @@ def _commands() -> dict[str, CommandFn]:
         "data": _cmd_data,
         "train": _cmd_train,
         "audit": _cmd_audit,
+        "course": _cmd_course,
     }
 
 

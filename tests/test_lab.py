@@ -2,78 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import signal
-import socket
-import subprocess
-import sys
-import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import pytest
+from conftest import fetch
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def fetch(url: str) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(url, timeout=5) as response:
-            return response.status, response.read().decode()
-    except urllib.error.HTTPError as err:
-        return err.code, ""
-
-
-@pytest.fixture
-def lab_server():
-    """Start `make lab` (with this interpreter's environment) on a free port; stop it after."""
-    port, token = free_port(), "course-test-token"
-    env = {**os.environ, "JUPYTER_TOKEN": token}
-    command = ["make", "-s", "lab", f"VENV={sys.prefix}", f"PORT={port}", "LAB_FLAGS=--no-browser"]
-    proc = subprocess.Popen(
-        command,
-        cwd=ROOT,
-        env=env,
-        start_new_session=True,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        deadline = time.monotonic() + 180
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                pytest.fail(f"make lab exited with {proc.returncode}: {proc.stderr.read()[-2000:]}")
-            try:
-                status, _ = fetch(f"http://127.0.0.1:{port}/api/status?token={token}")
-                if status == 200:
-                    break
-            except OSError:
-                pass
-            time.sleep(1)
-        else:
-            pytest.fail("JupyterLab did not answer within 180 s")
-        yield port, token
-    finally:
-        _stop(proc)
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    """Stop the whole process group (make and the Jupyter server it started)."""
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=30)
-    except ProcessLookupError:
-        return
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
 
 
 @pytest.mark.slow

@@ -1,0 +1,98 @@
+"""The course as a whole: lesson list, instructor edition, the executed and rendered book."""
+
+from __future__ import annotations
+
+import json
+
+import nbformat
+import pytest
+
+from dpcourse import course, exercises
+
+
+def _learner_notebook() -> nbformat.NotebookNode:
+    exercise = next(iter(exercises.load("00")))
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [
+        nbformat.v4.new_markdown_cell("# 99 · Test\n\n**Estimated time:** 5 minutes"),
+        nbformat.v4.new_code_cell(
+            "\n".join(f"{name} = ...  # your answer" for name in exercise.answer_names)
+            + f"\nex.{exercise.name}.check({', '.join(exercise.answer_names)})"
+        ),
+    ]
+    nb.cells[1].metadata["tags"] = [exercise.tag]
+    return nb, exercise
+
+
+def test_lessons_are_listed_in_order_with_titles():
+    found = course.lessons()
+    numbers = [lesson.number for lesson in found]
+    assert numbers == sorted(numbers) and numbers[0] == "00"
+    assert all(lesson.title and lesson.estimated_time for lesson in found)
+
+
+def test_instructor_notebook_fills_the_solution_and_keeps_the_check():
+    nb, exercise = _learner_notebook()
+    filled = course.instructor_notebook(nb)
+    source = filled.cells[1].source
+    assert "..." not in source.split("\n")[0]
+    assert exercise.solution_code.strip().splitlines()[0] in source
+    assert f"ex.{exercise.name}.check(" in source
+    assert "= ..." in nb.cells[1].source, "the learner notebook itself is unchanged"
+
+
+def test_instructor_notebook_rejects_an_unknown_exercise():
+    nb, _ = _learner_notebook()
+    nb.cells[1].metadata["tags"] = ["exercise:00.no_such_exercise"]
+    with pytest.raises(ValueError, match="no_such_exercise"):
+        course.instructor_notebook(nb)
+
+
+def test_every_exercise_tag_in_the_notebooks_is_known_and_every_exercise_is_used():
+    tags = {
+        course.exercise_tag(cell)
+        for lesson in course.lessons()
+        for cell in nbformat.read(lesson.path, as_version=4).cells
+    } - {None}
+    known = {e.tag for e in exercises.all_exercises()}
+    assert tags <= known, tags - known
+    in_notebooks = {lesson.number for lesson in course.lessons()}
+    unused = {t for t in known if t.split(":")[1][:2] in in_notebooks} - tags
+    assert not unused, f"exercises defined but never asked in a notebook: {sorted(unused)}"
+
+
+def test_broken_links_are_found(tmp_path):
+    (tmp_path / "index.html").write_text(
+        '<a href="a.html">ok</a> <a href="b.html">missing</a> <a href="a.html#x">anchor</a>'
+        ' <a href="a.html#nope">bad anchor</a> <a href="https://example.org">external</a>'
+    )
+    (tmp_path / "a.html").write_text('<h1 id="x">A</h1>')
+    assert course.broken_links(tmp_path) == ["index.html -> b.html", "index.html -> a.html#nope"]
+
+
+@pytest.mark.slow
+def test_book_builds_from_the_instructor_edition_and_every_exercise_passes(tmp_path):
+    """`make book`: executes every lesson's instructor edition (any error fails), renders
+    HTML with solutions folded, an index in lesson order, and no broken internal link."""
+    report = course.build_book(tmp_path / "book")
+    index = (tmp_path / "book" / "index.html").read_text()
+    positions = [index.index(lesson.html_name) for lesson in course.lessons()]
+    assert positions == sorted(positions)
+    assert course.broken_links(tmp_path / "book") == []
+    for lesson in course.lessons():
+        page = (tmp_path / "book" / lesson.html_name).read_text()
+        assert '<details class="dpcourse-solution">' in page
+        assert "Traceback" not in page
+    passed = exercises.progress()
+    total = passed["total"].sum()
+    assert total > 0 and (passed["passed"] == passed["total"]).all(), passed
+    assert set(report.executions) == {lesson.number for lesson in course.lessons()}
+    figures = sum(
+        1
+        for run in report.executions.values()
+        for cell in run.notebook.cells
+        for out in cell.get("outputs", [])
+        if "image/png" in out.get("data", {})
+    )
+    assert figures >= 2 * len(report.executions)
+    assert json.loads(json.dumps(report.executions["00"].seconds)) > 0

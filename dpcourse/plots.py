@@ -163,8 +163,8 @@ def gradient_norm_histogram(
 ) -> Axes:
     """Histogram of per-example gradient norms ‖g_i‖, optionally per class and with C.
 
-    With ``labels``, each class gets its own density-normalised histogram (fraud is
-    1 % of the data and would vanish in raw counts). With ``clip_norm`` a dashed line
+    With ``labels``, each class gets its own histogram as a share of that class's examples
+    (fraud is 1 % of the data and would vanish in raw counts). With ``clip_norm`` a dashed line
     marks C, and the legend gives the share of examples that clipping will shrink
     (‖g_i‖ > C). ``log_x`` uses log-spaced bins on a log axis (norms must be > 0).
     """
@@ -191,15 +191,19 @@ def gradient_norm_histogram(
                 f"labels must have one entry per norm: got {classes.shape} for {values.shape}."
             )
         for cls in np.unique(classes):
+            members = values[classes == cls]
+            # Each class as a share of its own examples per bin (weights 1/n), not a
+            # density: on log-spaced bins a density divides by the bin width and hides
+            # the class with the largest norms (fraud).
             ax.hist(
-                values[classes == cls],
+                members,
                 bins=edges,
-                density=True,
+                weights=np.full(members.shape, 1.0 / members.size),
                 histtype="stepfilled",
                 alpha=0.5,
                 label=CLASS_NAMES.get(cls, str(cls)),
             )
-        ax.set_ylabel("density (per class)")
+        ax.set_ylabel("share of the class's examples")
 
     if clip_norm is not None:
         clip = _positive(clip_norm, "clip_norm")

@@ -227,8 +227,10 @@ class TrainConfig:
             raise ValueError(
                 f"microbatches must divide batch_size, got microbatches={m} and "
                 f"batch_size={self.batch_size}; TF Privacy reshapes each batch into "
-                f"{m} equal microbatches and otherwise fails with 'Input to reshape is a "
-                "tensor with 80 values, but the requested shape requires a multiple of 256'."
+                f"{m} equal microbatches and otherwise fails deep inside the optimizer with "
+                "an error like 'Input to reshape is a tensor with 80 values, but the requested "
+                "shape requires a multiple of 256'. Choose microbatches among the divisors "
+                f"of {self.batch_size}."
             )
         if self.sampling == "poisson" and m != self.batch_size:
             raise ValueError(

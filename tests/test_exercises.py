@@ -103,7 +103,8 @@ def test_unanswered_is_not_attempted(exercise, placeholder, capsys):
     answers = [placeholder] * len(exercise.answer_names)
     assert bool(exercise.check(*answers)) is False
     out = capsys.readouterr().out
-    assert "Not attempted yet — replace the `...` with your answer." in out
+    each = "the `...`" if len(exercise.answer_names) == 1 else "each `...`"
+    assert f"Not attempted yet — replace {each} with your answer." in out
     assert f"ex.{exercise.name}.hint()" in out
 
 

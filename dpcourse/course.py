@@ -235,3 +235,28 @@ def broken_links(site: Path) -> list[str]:
             elif anchor and name in ids and anchor not in ids[name]:
                 broken.append(f"{page.name} -> {link}")
     return broken
+
+
+def section_seconds(executed: nbformat.NotebookNode) -> list[tuple[str, float]]:
+    """Execution seconds per ``## `` section of an executed notebook, in order.
+
+    Uses the timestamps nbclient records on each cell (``metadata.execution``): a cell's
+    time is ``shell.execute_reply`` − ``iopub.execute_input``. Cells before the first
+    section count under the notebook title.
+    """
+    from datetime import datetime
+
+    sections: list[tuple[str, float]] = [("(title)", 0.0)]
+    for cell in executed.cells:
+        if cell.cell_type == "markdown":
+            heading = re.search(r"^##\s+(.+)$", cell.source, re.MULTILINE)
+            if heading:
+                sections.append((heading.group(1).strip(), 0.0))
+            continue
+        stamps = cell.get("metadata", {}).get("execution", {})
+        if "iopub.execute_input" in stamps and "shell.execute_reply" in stamps:
+            start = datetime.fromisoformat(stamps["iopub.execute_input"].replace("Z", "+00:00"))
+            end = datetime.fromisoformat(stamps["shell.execute_reply"].replace("Z", "+00:00"))
+            name, seconds = sections[-1]
+            sections[-1] = (name, seconds + (end - start).total_seconds())
+    return [s for s in sections if s[0] != "(title)" or s[1] > 0]

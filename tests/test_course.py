@@ -96,3 +96,22 @@ def test_book_builds_from_the_instructor_edition_and_every_exercise_passes(tmp_p
     )
     assert figures >= 2 * len(report.executions)
     assert json.loads(json.dumps(report.executions["00"].seconds)) > 0
+
+
+def test_section_seconds_adds_cell_times_per_section():
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [
+        nbformat.v4.new_markdown_cell("# Title"),
+        nbformat.v4.new_markdown_cell("## 1 · First"),
+        nbformat.v4.new_code_cell("a"),
+        nbformat.v4.new_code_cell("b"),
+        nbformat.v4.new_markdown_cell("## 2 · Second"),
+        nbformat.v4.new_code_cell("c"),
+    ]
+    stamps = [("00:00:00", "00:00:01.5"), ("00:00:02", "00:00:04"), ("00:00:05", "00:00:05.25")]
+    for cell, (start, end) in zip([nb.cells[2], nb.cells[3], nb.cells[5]], stamps, strict=True):
+        cell.metadata["execution"] = {
+            "iopub.execute_input": f"2026-01-01T{start}Z",
+            "shell.execute_reply": f"2026-01-01T{end}Z",
+        }
+    assert course.section_seconds(nb) == [("1 · First", 3.5), ("2 · Second", 0.25)]

@@ -359,6 +359,7 @@ def _cmd_course(args: argparse.Namespace) -> dict[str, Any]:
         results[lesson.number] = {
             "seconds": round(run.seconds, 1),
             "peak_rss_mib": round(run.peak_rss_bytes / 2**20),
+            "sections": {name: round(t, 1) for name, t in course.section_seconds(run.notebook)},
         }
         if not args.json:
             print(f"{lesson.path.name}: {results[lesson.number]}", file=sys.stderr)

@@ -188,6 +188,9 @@ def effective_noise_multiplier(noise_multiplier: float, microbatch_size: int = 1
 def _event(
     sampling: str, q: float, steps: int, epochs: int, sigma_eff: float
 ) -> dp_accounting.DpEvent:
+    # dp_accounting requires Python ints: NumPy integers (np.int64 from an array) fail
+    # deep inside it with "`count` must be an integer".
+    steps, epochs, q, sigma_eff = int(steps), int(epochs), float(q), float(sigma_eff)
     if sampling == "poisson":
         step = dp_accounting.PoissonSampledDpEvent(q, dp_accounting.GaussianDpEvent(sigma_eff))
         return dp_accounting.SelfComposedDpEvent(step, steps)

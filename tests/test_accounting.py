@@ -484,3 +484,13 @@ def test_small_delta_does_not_warn():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         compute_epsilon(**GOOD)
+
+
+def test_numpy_integers_are_accepted():
+    """Values taken from NumPy arrays (np.int64) work like Python ints."""
+    import numpy as np
+
+    expected = accounting.compute_epsilon(60000, 256, 1.1, 3, 1e-5)
+    got = accounting.compute_epsilon(np.int64(60000), np.int64(256), 1.1, np.int64(3), 1e-5)
+    assert got == expected
+    assert accounting.old_rdp_epsilon(np.int64(60000), 256, 1.1, np.int64(3), 1e-5) > expected

@@ -14,16 +14,17 @@ NOTEBOOK_DIR ?= notebooks
 LAB_FLAGS ?=
 PYTEST_ARGS ?=
 LAB_SETTINGS := $(VENV)/share/jupyter/lab/settings/overrides.json
+KERNEL_SPEC  := $(VENV)/share/jupyter/kernels/python3/kernel.json
 # Jupyter refuses to run as root unless told; containers and CI often are root.
 ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root)
 
-.PHONY: lab test data lock lint strip instructor book clean
+.PHONY: lab test data lock lint strip instructor book bench clean
 
-lab: $(STAMP) $(DATA) $(LAB_SETTINGS)
+lab: $(STAMP) $(DATA) $(LAB_SETTINGS) $(KERNEL_SPEC)
 	$(VENV)/bin/jupyter lab --config=etc/jupyter_server_config.py \
 		--ServerApp.root_dir=$(NOTEBOOK_DIR) --port=$(PORT) $(ROOT_FLAG) $(LAB_FLAGS)
 
-test: $(STAMP) $(DATA)
+test: $(STAMP) $(DATA) $(LAB_SETTINGS) $(KERNEL_SPEC)
 	$(PY) -m pytest tests notebooks --nbval-lax --nbval-current-env --nbval-cell-timeout=600 $(PYTEST_ARGS)
 
 # The instructor edition: every exercise cell with its solution filled in.
@@ -31,8 +32,12 @@ instructor: $(STAMP) $(DATA)
 	$(PY) -m dpcourse course build-instructor --out instructor/edition
 
 # The rendered course: executes the instructor edition, writes _book/index.html.
-book: $(STAMP) $(DATA)
+book: $(STAMP) $(DATA) $(KERNEL_SPEC)
 	$(PY) -m dpcourse course build-book --out _book
+
+# Speed of the DP paths, the CLI, σ calibration and the course; writes benchmarks/RESULTS.md.
+bench: $(STAMP) $(DATA)
+	$(PY) benchmarks/bench.py
 
 data: $(STAMP)
 	$(PY) -m dpcourse data --out $(DATA)
@@ -65,6 +70,11 @@ $(STAMP): requirements.txt pyproject.toml
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
 	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps -e .
 	@touch $(STAMP)
+
+# The course kernel: the usual python3 kernel, with TensorFlow's C++ start-up log (CUDA
+# plug-in "errors" on a CPU machine) turned off, so learners see only what matters.
+$(KERNEL_SPEC): etc/kernel/kernel.json | $(STAMP)
+	@mkdir -p $(dir $(KERNEL_SPEC)) && cp etc/kernel/kernel.json $(KERNEL_SPEC)
 
 # JupyterLab settings for the course: no news pop-up; every cell rendered (no windowing).
 $(LAB_SETTINGS): binder/overrides.json | $(STAMP)

@@ -51,6 +51,7 @@ def test_binder_environment_builds_and_runs_a_lesson(tmp_path):
 
     assert (repo / "data" / "transactions.csv.gz").is_file()
     assert (venv / "share/jupyter/lab/settings/overrides.json").is_file()
+    assert (venv / "share/jupyter/kernels/python3/kernel.json").is_file()
     check = sh("python", "-c", "import dpcourse, tensorflow_privacy; print(dpcourse.__file__)")
     assert check.returncode == 0 and str(repo) in check.stdout, check.stderr[-2000:]
 

@@ -44,7 +44,9 @@ same batches, weights and rescaling, without clipping or noise.
   Run without XLA: XLA-compiled random ops ignore TensorFlow's seeds, and without XLA
   this path is just as fast per epoch at large batches and compiles faster.
 * ``"xla"``: ``DPSequential`` without a registry: vectorised per-example gradients,
-  compiled with XLA. Its noise is therefore not reproducible from ``seed``.
+  compiled with XLA. Its noise ignores ``seed``: every fresh process draws the same noise
+  sequence whatever the seed (TensorFlow 2.15), so an observer who knows the software can
+  predict it. Use it to compare speed, not to release a model.
 * ``"optimizer"``: ``DPKerasAdamOptimizer`` (or SGD) with a per-example loss.
 * ``"vectorized"``: ``VectorizedDPKerasAdamOptimizer`` (or SGD), per-example loss.
 
@@ -89,6 +91,9 @@ DEFAULT_TARGET_EPSILON = 1.0
 #: Padding of Poisson batches, in standard deviations of the batch size above B. A batch
 #: exceeds it with probability about 1e-9 per step (then the padding grows to fit).
 PADDING_SDS = 6.0
+
+#: Largest microbatches × batch size the "optimizer"/"vectorized" paths accept (memory).
+MAX_OPTIMIZER_JACOBIAN = 2048 * 2048
 
 GradientsAndVariables = list[tuple[tf.Tensor, tf.Variable]]
 
@@ -183,6 +188,7 @@ class TrainConfig:
         _require_choice("sampling", self.sampling, SAMPLINGS)
         self._check_microbatches()
         _require_choice("path", self.path, PATHS)
+        self._check_optimizer_memory()
         _require_choice("accountant", self.accountant, ACCOUNTANTS)
         _require_positive_number("positive_weight", self.positive_weight)
         prior = self.prior_fraud_rate
@@ -191,6 +197,22 @@ class TrainConfig:
         _require_choice("optimizer", self.optimizer, OPTIMIZERS)
         if not _is_int(self.seed):
             raise ValueError(f"seed must be an integer, got {self.seed!r}.")
+
+    def _check_optimizer_memory(self) -> None:
+        """The DP Keras optimizers build a Jacobian of M per-microbatch losses over a batch
+        of B rows, so memory grows as M·B: about 3 GiB at M = B = 2048 on this course's
+        MLP, and four times more with every doubling. Refuse what cannot fit."""
+        if not self.private or self.path not in ("optimizer", "vectorized"):
+            return
+        m = self.num_microbatches or self.batch_size
+        if m * self.batch_size > MAX_OPTIMIZER_JACOBIAN:
+            raise ValueError(
+                f"path={self.path!r} with batch_size={self.batch_size} and {m} microbatches "
+                f"needs a per-example Jacobian of {m}×{self.batch_size} rows, far more memory "
+                "than a laptop or Binder has; use path='fast' (the same clipped, noisy "
+                "update, computed with ghost norms), or batch_size and microbatches with a "
+                f"product of at most {MAX_OPTIMIZER_JACOBIAN:,}."
+            )
 
     def _check_privacy_target(self) -> None:
         target, sigma = self.target_epsilon, self.noise_multiplier
@@ -453,10 +475,15 @@ def resolve_noise_multiplier(config: TrainConfig, n_train: int) -> float | None:
     )
 
 
-def _batches(
+def make_dataset(
     x: np.ndarray, y: np.ndarray, indices: np.ndarray, sample_weights: np.ndarray
 ) -> tf.data.Dataset:
-    """``(x[idx], y[idx] as (P, 1), weights)`` for each row of the schedule, in order."""
+    """The batches a schedule describes, in order, for ``model.fit``.
+
+    Row t of ``indices`` and ``sample_weights`` (shape (steps, P), from ``poisson_batches``
+    or ``shuffled_batches``) becomes the batch ``(x[idx_t], y[idx_t] as (P, 1), w_t)``;
+    the rows are gathered on the fly, so the schedule never copies the data.
+    """
     x_all = tf.constant(x, dtype=tf.float32)
     y_all = tf.constant(np.asarray(y, dtype=np.float32).reshape(-1, 1))
     schedule = tf.data.Dataset.from_tensor_slices((indices, sample_weights))
@@ -547,8 +574,9 @@ def train(
     Steps: resolve σ (calibrated to the target ε if one is given), seed everything
     (``tf.keras.utils.set_random_seed(config.seed)`` and a NumPy generator for the
     sampling schedule), draw the schedule, fit, evaluate on the test set, and account
-    the run with the sampling actually used. Deterministic for a given seed, except on
-    ``path="xla"`` (XLA's random numbers ignore the seed).
+    the run with the sampling actually used. Deterministic for a given seed; on
+    ``path="xla"`` the noise does not depend on the seed at all (XLA's random numbers
+    ignore it), only the initial weights and the sampling do.
     ``verbose=1`` shows a progress bar over epochs (on stderr); ``verbose=0`` is silent.
     """
     config = TrainConfig() if config is None else config
@@ -576,7 +604,7 @@ def train(
         indices, mask = shuffled_batches(n_train, config.batch_size, config.epochs, rng)
     padded = indices.shape[1]
     class_weight = np.where(split.y_train == 1, config.positive_weight, 1.0).astype(np.float32)
-    batches = _batches(split.x_train, split.y_train, indices, mask * class_weight[indices])
+    batches = make_dataset(split.x_train, split.y_train, indices, mask * class_weight[indices])
 
     model = compile_model(config, split.n_features, sigma or 0.0, padded)
     description = f"DP-SGD σ={sigma:.3g}" if config.private else "non-private"

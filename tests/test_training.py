@@ -454,3 +454,12 @@ def test_default_private_run_keeps_most_of_the_non_private_auprc(capfd):
     )
     assert private.metrics["auprc"] >= UTILITY_KEPT * baseline.metrics["auprc"]
     assert private.metrics["auprc"] > 10 * split.y_test.mean()
+
+
+@pytest.mark.parametrize("path", ["optimizer", "vectorized"])
+def test_dp_optimizer_paths_refuse_batches_whose_jacobian_cannot_fit(path):
+    with pytest.raises(ValueError, match="path='fast'"):
+        TrainConfig(path=path, batch_size=8192)
+    TrainConfig(path=path, batch_size=2048)  # 2048 × 2048 still fits (about 3 GiB)
+    TrainConfig(path=path, batch_size=8192, microbatches=512, sampling="shuffle")
+    TrainConfig(path="fast", batch_size=8192)

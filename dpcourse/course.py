@@ -29,10 +29,17 @@ ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = ROOT / "notebooks"
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 EXERCISE_TAG = re.compile(r"^exercise:(\d\d)\.(\w+)$")
-_PEAK_RSS_PROBE = (
-    "import resource as _r, sys as _s\n"
-    "print(_r.getrusage(_r.RUSAGE_SELF).ru_maxrss * (1 if _s.platform == 'darwin' else 1024))"
-)
+#: Prints the kernel's peak resident memory in bytes. On Linux it reads VmHWM (the peak of
+#: this process image): getrusage's ru_maxrss also counts the parent's memory copied at
+#: fork, so a kernel started from a big process would report the parent's size.
+_PEAK_RSS_PROBE = """\
+import re as _re, resource as _r, sys as _s
+try:
+    with open("/proc/self/status") as _f:
+        print(int(_re.search(r"VmHWM:\\s+(\\d+) kB", _f.read()).group(1)) * 1024)
+except OSError:
+    print(_r.getrusage(_r.RUSAGE_SELF).ru_maxrss * (1 if _s.platform == "darwin" else 1024))
+"""
 
 
 @dataclass(frozen=True)
@@ -129,7 +136,7 @@ def execute_notebook(
 
     Raises ``nbclient.exceptions.CellExecutionError`` on the first failing cell. The peak
     RSS is the kernel's ``getrusage`` maximum, read by one extra cell that is removed from
-    the returned notebook. ``env`` adds environment variables for the kernel.
+    the returned notebook (VmHWM on Linux). ``env`` adds environment variables for the kernel.
     """
     from nbclient import NotebookClient
 

@@ -116,3 +116,20 @@ def test_section_seconds_adds_cell_times_per_section():
             "shell.execute_reply": f"2026-01-01T{end}Z",
         }
     assert course.section_seconds(nb) == [("1 · First", 3.5), ("2 · Second", 0.25)]
+
+
+def test_execute_notebook_measures_the_kernels_own_peak_memory(tmp_path):
+    """Peak RSS is the kernel's: it sees a 200 MB allocation and not the (larger) memory of
+    the process that started it, which getrusage's ru_maxrss would report after fork."""
+    ballast = bytearray(600_000_000)  # make the parent process big (touch every page)
+    ballast[::4096] = b"1" * len(ballast[::4096])
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [
+        nbformat.v4.new_code_cell("x = bytearray(200_000_000)\nx[::4096] = b'1' * len(x[::4096])")
+    ]
+    path = tmp_path / "alloc.ipynb"
+    nbformat.write(nb, path)
+    run = course.execute_notebook(path, cwd=tmp_path, timeout=120)
+    assert 200e6 <= run.peak_rss_bytes < 550e6
+    assert len(run.notebook.cells) == 1, "the probe cell is removed"
+    del ballast

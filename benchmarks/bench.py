@@ -1,0 +1,456 @@
+"""How fast is dpcourse? Four measurements, each row checked against its target.
+
+1. **paths**: one epoch of the course MLP on the course data (90,000 training rows) with
+   each training path, at batch sizes 256 and 1024, Poisson sampling, as a ratio to
+   non-private training on the same batches. Every path gets one warm-up epoch (tracing,
+   XLA compilation); then the paths are timed in turn, repetition after repetition, in one
+   process, and each reports its median. The per-example "optimizer" and "vectorized"
+   paths take tens of seconds per epoch, so they are timed on their first
+   ``SUBSET_STEPS`` steps and scaled to the epoch's step count.
+   Target: the default "fast" path within 1.3× of non-private at B = 256, 1.2× at 1024.
+2. **cli**: ``python -m dpcourse train --json`` with ``--no-dp`` against the default DP
+   run (``train_seconds``, which includes tracing), and the wall time of the
+   default ``--target-epsilon 1`` run end to end (target: 60 s).
+3. **calibration**: ``accounting.noise_multiplier_for_epsilon`` for 20 epochs of 200,000
+   examples at batch 256, δ = 1e-6 (targets: 0.5 s with RDP, 5 s with PLD).
+4. **course**: every lesson executed top to bottom in a fresh kernel, one after another
+   (targets: 60 s and 1.5 GiB each, 6 minutes for the whole course).
+
+Run ``make bench`` or ``python benchmarks/bench.py [--parts ...] [--repeats N] [--out PATH]``:
+it prints the tables as Markdown on stdout (progress bars on stderr) and writes them, under
+a description of the machine, to ``benchmarks/RESULTS.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from importlib.metadata import version
+from pathlib import Path
+
+from tqdm import tqdm
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow is first imported
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
+GIB = 2**30
+
+BATCH_SIZES = (256, 1024)
+#: Largest allowed "fast"/non-private time ratio per epoch, per batch size.
+FAST_PATH_TARGETS = {256: 1.3, 1024: 1.2}
+#: (label, TrainConfig.path or None for non-private); the first is the baseline.
+PATHS: tuple[tuple[str, str | None], ...] = (
+    ("non-private", None),
+    ("DP Keras optimizer (`optimizer`)", "optimizer"),
+    ("vectorized DP optimizer (`vectorized`)", "vectorized"),
+    ("DPSequential, no registry (`xla`)", "xla"),
+    ("DPSequential + layer registry (`fast`, default)", "fast"),
+)
+PER_EXAMPLE_PATHS = ("optimizer", "vectorized")
+SUBSET_STEPS = 20
+MIN_REPEATS = 5
+CLI_EPOCHS = 5
+CLI_REPEATS = 5
+CLI_TARGET_SECONDS = 60.0
+CALIBRATION_RUN = {"n_examples": 200_000, "batch_size": 256, "epochs": 20, "delta": 1e-6}
+CALIBRATION_TARGETS = (0.5, 1.0, 4.0)
+CALIBRATION_LIMIT_SECONDS = {"rdp": 0.5, "pld": 5.0}
+LESSON_LIMIT_SECONDS = 60.0
+LESSON_LIMIT_BYTES = 1.5 * GIB
+COURSE_LIMIT_SECONDS = 6 * 60.0
+LESSON_CELL_TIMEOUT = 180
+
+
+@dataclass(frozen=True)
+class Table:
+    """One part's results: a titled Markdown table with a note on what was measured."""
+
+    title: str
+    note: str
+    header: tuple[str, ...]
+    rows: list[tuple[str, ...]]
+
+    def markdown(self) -> str:
+        lines = [f"## {self.title}", "", self.note, ""]
+        lines.append("| " + " | ".join(self.header) + " |")
+        lines.append("|" + "---|" * len(self.header))
+        lines += ["| " + " | ".join(row) + " |" for row in self.rows]
+        return "\n".join(lines) + "\n"
+
+
+def verdict(value: float, limit: float) -> str:
+    """ "met" if ``value <= limit``, else "missed"."""
+    return "met" if value <= limit else "missed"
+
+
+def machine_description() -> str:
+    """CPU model, cores, RAM, load average, Python and library versions, and the date."""
+    cpuinfo = Path("/proc/cpuinfo").read_text()
+    model = next(
+        (line.split(":", 1)[1].strip() for line in cpuinfo.splitlines() if "model name" in line),
+        platform.processor() or "unknown",
+    )
+    meminfo = Path("/proc/meminfo").read_text().split()
+    ram_gib = int(meminfo[meminfo.index("MemTotal:") + 1]) * 1024 / GIB
+    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    return "\n".join(
+        [
+            f"- Date: {datetime.datetime.now().astimezone():%Y-%m-%d %H:%M %Z}",
+            f"- CPU: {model}, {len(os.sched_getaffinity(0))} cores available "
+            f"({os.cpu_count()} on the machine), {ram_gib:.1f} GiB RAM",
+            f"- Load average (1, 5, 15 min) at the start: {load}",
+            f"- Python {platform.python_version()}, TensorFlow {version('tensorflow')}, "
+            f"TensorFlow Privacy {version('tensorflow-privacy')}, "
+            f"dp-accounting {version('dp-accounting')}",
+        ]
+    )
+
+
+# ---------------------------------------------------------------- 1. paths
+
+
+def epoch_timer(
+    split, batch_size: int, path: str | None
+) -> tuple[Callable[[], tuple[float, float]], str]:
+    """A function timing one epoch on ``path`` (None: non-private), and what it times.
+
+    It returns (wall seconds, process CPU seconds) from the start to the end of the epoch,
+    as ``TrainResult.history["seconds"]`` counts it (without ``fit``'s own set-up). The
+    model and its Poisson batches are built with ``dpcourse.training`` as ``train`` builds
+    them (σ = 1), and one warm-up epoch has run. Per-example paths run ``SUBSET_STEPS``
+    steps, their times scaled by (steps per epoch) / ``SUBSET_STEPS``.
+    """
+    import numpy as np
+    import tensorflow as tf
+
+    from dpcourse import accounting, training
+
+    config = training.TrainConfig(
+        private=path is not None,
+        noise_multiplier=None if path is None else 1.0,
+        batch_size=batch_size,
+        epochs=1,
+        path=path or "fast",
+    )
+    epoch_steps = accounting.steps_per_epoch(split.n_train, batch_size)
+    steps = SUBSET_STEPS if path in PER_EXAMPLE_PATHS else epoch_steps
+    rng = np.random.default_rng(0)
+    indices, weights = training.poisson_batches(split.n_train, batch_size, steps, rng)
+    dataset = training.make_dataset(split.x_train, split.y_train, indices, weights)
+    model = training.compile_model(
+        config, split.n_features, config.noise_multiplier or 0.0, indices.shape[1]
+    )
+    clock: list[tuple[float, float]] = []
+    stopwatch = tf.keras.callbacks.LambdaCallback(
+        on_epoch_begin=lambda epoch, logs: clock.append((time.perf_counter(), time.process_time())),
+        on_epoch_end=lambda epoch, logs: clock.append((time.perf_counter(), time.process_time())),
+    )
+
+    def epoch() -> tuple[float, float]:
+        clock.clear()
+        model.fit(dataset, epochs=1, steps_per_epoch=steps, verbose=0, callbacks=[stopwatch])
+        (wall_0, cpu_0), (wall_1, cpu_1) = clock
+        return (wall_1 - wall_0) * epoch_steps / steps, (cpu_1 - cpu_0) * epoch_steps / steps
+
+    epoch()
+    timed = "epoch" if steps == epoch_steps else f"{steps} steps × {epoch_steps / steps:.2f}"
+    return epoch, f"{timed} (P = {indices.shape[1]})"
+
+
+def paths_table(repeats: int) -> Table:
+    """Part 1: median seconds per epoch of every path, as a ratio to non-private."""
+    from dpcourse.data import load_split
+
+    split = load_split()
+    rows = []
+    for batch_size in BATCH_SIZES:
+        timers = {
+            path: epoch_timer(split, batch_size, path)
+            for _, path in tqdm(PATHS, desc=f"B={batch_size} warm-up", file=sys.stderr)
+        }
+        samples: dict[str | None, list[tuple[float, float]]] = {path: [] for _, path in PATHS}
+        for _ in tqdm(range(repeats), desc=f"B={batch_size} repetitions", file=sys.stderr):
+            for path, (timer, _) in timers.items():
+                samples[path].append(timer())
+
+        # (wall, cpu) medians per path; the baseline is non-private (path None).
+        medians = {
+            path: [statistics.median(c) for c in zip(*runs, strict=True)]
+            for path, runs in samples.items()
+        }
+        base_wall, base_cpu = medians[None]
+        for label, path in PATHS:
+            wall, cpu = medians[path]
+            ratio = wall / base_wall
+            limit = FAST_PATH_TARGETS[batch_size] if path == "fast" else None
+            rows.append(
+                (
+                    str(batch_size),
+                    label,
+                    timers[path][1],
+                    f"{wall:.3f}",
+                    f"{ratio:.2f}×",
+                    f"{cpu / base_cpu:.2f}×",
+                    "—" if limit is None else f"≤ {limit}×",
+                    "—" if limit is None else verdict(ratio, limit),
+                )
+            )
+    return Table(
+        title="1. One epoch per training path (course MLP, 90,000 rows, Poisson sampling)",
+        note=(
+            f"Median of {repeats} interleaved repetitions after a warm-up epoch per path; "
+            "σ = 1, Adam. Every path, non-private included, trains on the same Poisson "
+            "batches padded to P rows, as `train` does. The per-example paths are timed on "
+            f"{SUBSET_STEPS} steps and scaled to a full epoch (column *timed*). The verdict "
+            "uses wall time; the CPU-time ratio (process CPU seconds, all threads) is "
+            "shown because it is less sensitive to other load on the machine."
+        ),
+        header=(
+            "B",
+            "path",
+            "timed",
+            "s / epoch",
+            "× non-private",
+            "CPU × non-private",
+            "target",
+            "verdict",
+        ),
+        rows=rows,
+    )
+
+
+# ---------------------------------------------------------------- 2. cli
+
+
+def run_cli(*args: str) -> tuple[dict, float]:
+    """Run ``python -m dpcourse train --json *args``: its JSON and its wall time (s)."""
+    started = time.perf_counter()
+    done = subprocess.run(
+        [sys.executable, "-m", "dpcourse", "train", "--json", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return json.loads(done.stdout), time.perf_counter() - started
+
+
+def cli_table() -> Table:
+    """Part 2: the CLI's ``train_seconds`` with and without DP, and one default run's wall time."""
+    runs = {"default": ["--target-epsilon", "1"]}
+    for b in BATCH_SIZES:
+        shape = ["--batch-size", str(b), "--epochs", str(CLI_EPOCHS)]
+        runs[f"{b} no-dp"], runs[f"{b} dp"] = [*shape, "--no-dp"], shape
+    samples: dict[str, list[tuple[dict, float]]] = {key: [] for key in runs}
+    for _ in tqdm(range(CLI_REPEATS), desc="CLI repetitions", file=sys.stderr):
+        for key, args in runs.items():
+            samples[key].append(run_cli(*args))
+
+    def train_seconds(key: str) -> float:
+        return statistics.median(out["train_seconds"] for out, _ in samples[key])
+
+    rows = []
+    for b in BATCH_SIZES:
+        plain, private = train_seconds(f"{b} no-dp"), train_seconds(f"{b} dp")
+        ratio, limit = private / plain, FAST_PATH_TARGETS[b]
+        command = f"`train --batch-size {b} --epochs {CLI_EPOCHS}`"
+        rows += [
+            (f"{command} `--no-dp`", "train_seconds", f"{plain:.2f} s", "—", "—"),
+            (f"{command} (DP, ε = 1)", "train_seconds", f"{private:.2f} s", "—", "—"),
+            (command, "DP / no-DP", f"{ratio:.2f}×", f"≤ {limit}×", verdict(ratio, limit)),
+        ]
+    wall = statistics.median(seconds for _, seconds in samples["default"])
+    rows.append(
+        (
+            "`train --target-epsilon 1` (defaults: B = 8192, 16 epochs)",
+            "wall time, end to end",
+            f"{wall:.1f} s",
+            f"≤ {CLI_TARGET_SECONDS:.0f} s",
+            verdict(wall, CLI_TARGET_SECONDS),
+        )
+    )
+    return Table(
+        title="2. The command line (`python -m dpcourse train --json`)",
+        note=(
+            f"Median of {CLI_REPEATS} interleaved runs. `train_seconds` times `model.fit` "
+            "only, including the one-off tracing of the train step (which part 1 excludes "
+            "and which weighs more for DP, whose train step is larger); the wall time "
+            "includes starting Python, importing TensorFlow, loading the data, calibrating "
+            "σ and evaluating."
+        ),
+        header=("command", "measure", "value", "target", "verdict"),
+        rows=rows,
+    )
+
+
+# ---------------------------------------------------------------- 3. calibration
+
+
+def reference_epsilon(sigma: float, accountant: str) -> float:
+    """ε of ``CALIBRATION_RUN`` at noise ``sigma``, straight from dp_accounting's own
+    accountant (default settings): an independent check of the calibrated σ."""
+    import dp_accounting
+    from dp_accounting.pld.pld_privacy_accountant import PLDAccountant
+    from dp_accounting.rdp.rdp_privacy_accountant import RdpAccountant
+
+    run = CALIBRATION_RUN
+    q = run["batch_size"] / run["n_examples"]
+    steps = run["epochs"] * (run["n_examples"] // run["batch_size"])
+    step = dp_accounting.PoissonSampledDpEvent(q, dp_accounting.GaussianDpEvent(sigma))
+    event = dp_accounting.SelfComposedDpEvent(step, steps)
+    reference = RdpAccountant() if accountant == "rdp" else PLDAccountant()
+    return reference.compose(event).get_epsilon(run["delta"])
+
+
+def calibration_table(repeats: int) -> Table:
+    """Part 3: seconds to calibrate σ to a target ε, per accountant and target."""
+    from dpcourse import accounting
+
+    def calibrate(accountant: str, target: float) -> tuple[float, float]:
+        """(σ, seconds) of one calibration with an empty ε cache."""
+        accounting._epsilon.cache_clear()  # ε(σ) is memoised: time every search cold
+        started = time.perf_counter()
+        sigma = accounting.noise_multiplier_for_epsilon(
+            target, **CALIBRATION_RUN, accountant=accountant
+        )
+        return sigma, time.perf_counter() - started
+
+    rows = []
+    work = [(a, t) for a in CALIBRATION_LIMIT_SECONDS for t in CALIBRATION_TARGETS]
+    for accountant, target in tqdm(work, desc="calibration", file=sys.stderr):
+        runs = [calibrate(accountant, target) for _ in range(repeats)]
+        sigma = runs[0][0]
+        seconds = statistics.median(s for _, s in runs)
+        limit = CALIBRATION_LIMIT_SECONDS[accountant]
+        rows.append(
+            (
+                accountant.upper(),
+                f"{target:g}",
+                f"{sigma:.4f}",
+                f"{reference_epsilon(sigma, accountant):.4f}",
+                f"{seconds:.3f}",
+                f"≤ {limit:g} s",
+                verdict(seconds, limit),
+            )
+        )
+    run = CALIBRATION_RUN
+    return Table(
+        title="3. Calibrating σ to a target ε (`accounting.noise_multiplier_for_epsilon`)",
+        note=(
+            f"{run['epochs']} epochs of {run['n_examples']:,} examples at batch "
+            f"{run['batch_size']}, δ = {run['delta']:g}, Poisson sampling; median of "
+            f"{repeats} calls, each with an empty ε cache. *ε check*: the ε of the σ found, "
+            "computed directly with dp_accounting's `RdpAccountant` / `PLDAccountant` "
+            "(default discretisation)."
+        ),
+        header=("accountant", "target ε", "σ found", "ε check", "seconds", "target", "verdict"),
+        rows=rows,
+    )
+
+
+# ---------------------------------------------------------------- 4. course
+
+
+def course_table() -> Table:
+    """Part 4: wall time and kernel peak RSS of every lesson, run one after another."""
+    from dpcourse import course
+
+    rows, total, failures = [], 0.0, 0
+    limits = f"≤ {LESSON_LIMIT_SECONDS:.0f} s, ≤ {LESSON_LIMIT_BYTES / GIB:g} GiB"
+    for lesson in tqdm(course.lessons(), desc="lessons", file=sys.stderr):
+        try:
+            run = course.execute_notebook(lesson.path, timeout=LESSON_CELL_TIMEOUT)
+        except Exception as err:  # a failing lesson is a result to report, not a crash
+            failure = f"failed ({type(err).__name__})"
+            rows.append((lesson.path.name, failure, "—", limits, "missed"))
+            failures += 1
+            continue
+        total += run.seconds
+        met = run.seconds <= LESSON_LIMIT_SECONDS and run.peak_rss_bytes <= LESSON_LIMIT_BYTES
+        rows.append(
+            (
+                lesson.path.name,
+                f"{run.seconds:.1f}",
+                f"{run.peak_rss_bytes / GIB:.2f}",
+                limits,
+                "met" if met else "missed",
+            )
+        )
+    rows.append(
+        (
+            "**whole course**" + (f" ({failures} failed)" if failures else ""),
+            f"{total:.1f}",
+            "—",
+            f"≤ {COURSE_LIMIT_SECONDS:.0f} s",
+            "missed" if failures else verdict(total, COURSE_LIMIT_SECONDS),
+        )
+    )
+    return Table(
+        title="4. The course: every lesson in a fresh kernel",
+        note=(
+            "`course.execute_notebook`, one lesson after another, before the other parts "
+            "(see `RUN_ORDER`); peak RSS of the kernel. A cell running longer than "
+            f"{LESSON_CELL_TIMEOUT} s fails its lesson."
+        ),
+        header=("lesson", "seconds", "peak RSS (GiB)", "target", "verdict"),
+        rows=rows,
+    )
+
+
+# ---------------------------------------------------------------- main
+
+PARTS = ("paths", "cli", "calibration", "course")
+#: The lessons run first: a kernel's peak RSS, as ``getrusage`` reports it, includes the
+#: peak of the process that started it, so they must be measured before this one loads
+#: TensorFlow and the training paths (about 1.7 GiB).
+RUN_ORDER = ("course", "paths", "cli", "calibration")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the chosen parts, print the Markdown report and write it to ``--out``."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--parts", nargs="+", choices=PARTS, default=list(PARTS))
+    parser.add_argument("--repeats", type=int, default=7, help="timed repetitions (>= 5)")
+    parser.add_argument("--out", type=Path, default=RESULTS, help="Markdown report to write")
+    args = parser.parse_args(argv)
+    if args.repeats < MIN_REPEATS:
+        parser.error(f"--repeats must be at least {MIN_REPEATS}, got {args.repeats}.")
+    header = machine_description()
+    build = {
+        "paths": lambda: paths_table(args.repeats),
+        "cli": cli_table,
+        "calibration": lambda: calibration_table(args.repeats),
+        "course": course_table,
+    }
+    results = {part: build[part]() for part in RUN_ORDER if part in args.parts}
+    tables = [results[part] for part in PARTS if part in results]
+    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    report = "\n".join(
+        [
+            "# dpcourse benchmark results",
+            "",
+            "Generated by `make bench` (`benchmarks/bench.py`); see `benchmarks/README.md`.",
+            "",
+            header,
+            f"- Load average at the end: {load}",
+            "",
+            *(table.markdown() for table in tables),
+        ]
+    )
+    print(report)
+    args.out.write_text(report)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

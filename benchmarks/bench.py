@@ -36,8 +36,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tqdm import tqdm
+
+if TYPE_CHECKING:
+    from dpcourse.data import Split
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow is first imported
 
@@ -81,6 +85,7 @@ class Table:
     rows: list[tuple[str, ...]]
 
     def markdown(self) -> str:
+        """The table as a Markdown section: heading, note, then the rows."""
         lines = [f"## {self.title}", "", self.note, ""]
         lines.append("| " + " | ".join(self.header) + " |")
         lines.append("|" + "---|" * len(self.header))
@@ -89,7 +94,7 @@ class Table:
 
 
 def verdict(value: float, limit: float) -> str:
-    """ "met" if ``value <= limit``, else "missed"."""
+    """The verdict on a measurement with an upper target: "met" (value <= limit) or "missed"."""
     return "met" if value <= limit else "missed"
 
 
@@ -120,7 +125,7 @@ def machine_description() -> str:
 
 
 def epoch_timer(
-    split, batch_size: int, path: str | None
+    split: Split, batch_size: int, path: str | None
 ) -> tuple[Callable[[], tuple[float, float]], str]:
     """A function timing one epoch on ``path`` (None: non-private), and what it times.
 
@@ -234,15 +239,13 @@ def paths_table(repeats: int) -> Table:
 
 def run_cli(*args: str) -> tuple[dict, float]:
     """Run ``python -m dpcourse train --json *args``: its JSON and its wall time (s)."""
+    command = [sys.executable, "-m", "dpcourse", "train", "--json", *args]
     started = time.perf_counter()
-    done = subprocess.run(
-        [sys.executable, "-m", "dpcourse", "train", "--json", *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return json.loads(done.stdout), time.perf_counter() - started
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
+    seconds = time.perf_counter() - started
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(command)} failed: {done.stderr.strip()[-2000:]}")
+    return json.loads(done.stdout), seconds
 
 
 def cli_table() -> Table:

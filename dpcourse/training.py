@@ -482,16 +482,20 @@ def make_dataset(
 
     Row t of ``indices`` and ``sample_weights`` (shape (steps, P), from ``poisson_batches``
     or ``shuffled_batches``) becomes the batch ``(x[idx_t], y[idx_t] as (P, 1), w_t)``;
-    the rows are gathered on the fly, so the schedule never copies the data.
+    the rows are gathered on the fly, so the schedule never copies the data, and the next
+    batch is gathered while the current step runs.
+
+    tf.data's autotuning is switched off: a gather is too cheap to tune, and with it about
+    one ``model.fit`` call of a few seconds in three ended 2 s late (deleting the iterator
+    waits for the autotuning thread; measured with TensorFlow 2.15 on 2 CPUs).
     """
     x_all = tf.constant(x, dtype=tf.float32)
     y_all = tf.constant(np.asarray(y, dtype=np.float32).reshape(-1, 1))
     schedule = tf.data.Dataset.from_tensor_slices((indices, sample_weights))
-    return schedule.map(
-        lambda idx, w: (tf.gather(x_all, idx), tf.gather(y_all, idx), w),
-        num_parallel_calls=tf.data.AUTOTUNE,
-        deterministic=True,
-    ).prefetch(tf.data.AUTOTUNE)
+    batches = schedule.map(lambda idx, w: (tf.gather(x_all, idx), tf.gather(y_all, idx), w))
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    return batches.prefetch(2).with_options(options)
 
 
 class _EpochLog(tf.keras.callbacks.Callback):

@@ -107,6 +107,21 @@ def test_samplers_require_a_numpy_generator():
         training.poisson_batches(100, 10, 0, np.random.default_rng(0))
 
 
+def test_make_dataset_yields_the_scheduled_rows_in_order_without_autotuning():
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(40, 3)).astype(np.float32)
+    y = rng.integers(0, 2, size=40)
+    indices, weights = training.poisson_batches(40, 8, 6, rng)
+    dataset = training.make_dataset(x, y, indices, weights)
+    batches = list(dataset.as_numpy_iterator())
+    assert len(batches) == len(indices)
+    for (xb, yb, wb), idx, w in zip(batches, indices, weights, strict=True):
+        np.testing.assert_array_equal(xb, x[idx])
+        np.testing.assert_array_equal(yb, y[idx].reshape(-1, 1).astype(np.float32))
+        np.testing.assert_array_equal(wb, w)
+    assert dataset.options().autotune.enabled is False
+
+
 # ---------------------------------------------------------------- one DP-SGD step
 
 B, P = 8, 12  # expected batch size and padded batch size (4 padding rows)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 
 import numpy as np
 import pytest
@@ -130,6 +131,12 @@ B, P = 8, 12  # expected batch size and padded batch size (4 padding rows)
 FAST_THEN_SLOW_PATHS = [
     path if path == "fast" else pytest.param(path, marks=pytest.mark.slow) for path in PATHS
 ]
+# path="xla" is noise-free only (its XLA noise ignores the seed): it refuses σ > 0.
+NOISY_PATHS = [
+    path if path == "fast" else pytest.param(path, marks=pytest.mark.slow)
+    for path in PATHS
+    if path != "xla"
+]
 
 
 def _batch(seed: int = 0):
@@ -169,8 +176,9 @@ def _flat(weights: list[np.ndarray]) -> np.ndarray:
 
 
 def _sgd_config(**changes) -> TrainConfig:
+    """Plain SGD (lr = 1), B = 8, σ = 1 (σ = 0 on path="xla", which refuses noise)."""
     base = TrainConfig(
-        noise_multiplier=1.0,
+        noise_multiplier=0.0 if changes.get("path") == "xla" else 1.0,
         batch_size=B,
         optimizer="sgd",
         learning_rate=1.0,
@@ -251,7 +259,7 @@ def test_microbatch_step_clips_each_microbatch_mean(path, reference):
     np.testing.assert_allclose(update, expected, rtol=2e-4, atol=1e-6)
 
 
-@pytest.mark.parametrize("path", FAST_THEN_SLOW_PATHS)
+@pytest.mark.parametrize("path", NOISY_PATHS)
 def test_noise_on_the_update_has_std_sigma_c_over_expected_batch_size(path, reference):
     x, y, w = reference["batch"]
     c, sigma = reference["clip"], 2.0
@@ -278,7 +286,57 @@ def test_output_bias_starts_at_the_prior_log_odds(prior, bias):
     assert model.layers[-1].bias.numpy() == pytest.approx([bias])
 
 
-def test_fast_path_falls_back_to_xla_with_a_warning_for_unregistered_layers():
+@pytest.mark.parametrize(
+    "privacy", [{}, {"target_epsilon": 1.0}, {"noise_multiplier": 0.5}], ids=["default", "ε", "σ"]
+)
+def test_xla_path_refuses_noise_because_xla_ignores_the_seed(privacy):
+    with pytest.raises(ValueError, match=r"path='xla' cannot add noise.*path='fast'"):
+        TrainConfig(path="xla", **privacy)
+    noise_free = TrainConfig(path="xla", noise_multiplier=0.0)
+    with pytest.raises(ValueError, match="path='xla' cannot add noise"):
+        training.compile_model(noise_free, N_FEATURES, 0.5)
+    TrainConfig(path="xla", private=False)
+
+
+_XLA_NOISE_SCRIPT = """
+import sys
+import numpy as np, tensorflow as tf, tensorflow_privacy
+tf.keras.utils.set_random_seed(int(sys.argv[1]))
+model = tensorflow_privacy.DPSequential(
+    l2_norm_clip=1.0, noise_multiplier=1.0, use_xla=sys.argv[2] == "xla",
+    layers=[tf.keras.Input(shape=(3,)), tf.keras.layers.Dense(1, kernel_initializer="zeros")],
+)
+model.compile(optimizer=tf.keras.optimizers.legacy.SGD(1.0),
+              loss=tf.keras.losses.BinaryCrossentropy(from_logits=True))
+model.fit(np.ones((8, 3), np.float32), np.ones((8, 1), np.float32), batch_size=8, verbose=0)
+print(" ".join(f"{w:.6f}" for w in model.get_weights()[0].ravel()))
+"""
+
+
+@pytest.mark.slow
+def test_xla_noise_ignores_the_seed_which_is_why_the_xla_path_refuses_noise():
+    """The fact behind the refusal above, checked in fresh processes: one DPSequential step
+    from zero weights on identical rows, so the weights differ only by the noise. If a
+    TensorFlow upgrade makes XLA's noise follow the seed, this fails: revisit the refusal."""
+    import subprocess
+    import sys
+
+    def weights(seed: int, mode: str) -> str:
+        run = subprocess.run(
+            [sys.executable, "-c", _XLA_NOISE_SCRIPT, str(seed), mode],
+            capture_output=True,
+            text=True,
+            check=True,
+            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+        )
+        return run.stdout.strip()
+
+    assert weights(0, "xla") == weights(1, "xla")  # the seed changes nothing
+    assert weights(0, "plain") != weights(1, "plain")  # without XLA it does
+    assert weights(1, "plain") == weights(1, "plain")
+
+
+def test_fast_path_falls_back_without_xla_and_with_a_warning_for_unregistered_layers():
     layers = [
         tf.keras.Input(shape=(4,)),
         tf.keras.layers.Dense(3),
@@ -449,26 +507,33 @@ def test_training_is_deterministic_for_a_seed(small_split):
     assert not np.array_equal(_flat(first.model.get_weights()), _flat(other.model.get_weights()))
 
 
-# At ε = 1 the default private run keeps about 82 % of the non-private test AUPRC (seeds
-# 0-4: 0.386 against 0.470; chance is 0.01). Requiring 75 % catches a broken DP path or a
-# regression in the defaults without depending on a lucky seed.
-UTILITY_KEPT = 0.75
+# Issue #3's acceptance: at ε = 1 (δ = 1e-5) the default private run keeps at least 90 % of
+# the non-private test AUPRC. Measured on the course data: seed 0 (the CLI default) 0.611
+# against 0.676 (90.5 %); seeds 0-7: 90.5-99.8 %, mean 94.4 %. One test set has about 290
+# frauds, so one seed's ratio moves by a few points; the test asks the mean of three seeds
+# for 90 % and every seed for 85 %.
+UTILITY_KEPT = 0.90
+UTILITY_KEPT_ONE_SEED = 0.85
 
 
 @pytest.mark.slow
-def test_default_private_run_keeps_most_of_the_non_private_auprc(capfd):
+def test_default_private_run_keeps_90_percent_of_the_non_private_auprc(capfd):
     split = load_split()
-    private = training.train(TrainConfig(), split, verbose=0)
-    baseline = training.train(TrainConfig(private=False), split, verbose=0)
-    assert capfd.readouterr().out == ""
-    assert private.privacy.epsilon <= 1.0
-    assert private.privacy.epsilon == pytest.approx(
-        accounting.compute_epsilon(
-            split.n_train, 8192, private.noise_multiplier, 16, 1e-5, accountant="rdp"
+    ratios = []
+    for seed in (0, 1, 2):
+        private = training.train(TrainConfig(seed=seed), split, verbose=0)
+        baseline = training.train(TrainConfig(private=False, seed=seed), split, verbose=0)
+        assert private.privacy.epsilon <= 1.0
+        assert private.privacy.epsilon == pytest.approx(
+            accounting.compute_epsilon(
+                split.n_train, 8192, private.noise_multiplier, 16, 1e-5, accountant="rdp"
+            )
         )
-    )
-    assert private.metrics["auprc"] >= UTILITY_KEPT * baseline.metrics["auprc"]
-    assert private.metrics["auprc"] > 10 * split.y_test.mean()
+        assert private.metrics["auprc"] > 10 * split.y_test.mean()
+        ratios.append(private.metrics["auprc"] / baseline.metrics["auprc"])
+    assert capfd.readouterr().out == ""
+    assert min(ratios) >= UTILITY_KEPT_ONE_SEED, ratios
+    assert np.mean(ratios) >= UTILITY_KEPT, ratios
 
 
 @pytest.mark.parametrize("path", ["optimizer", "vectorized"])

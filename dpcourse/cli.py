@@ -332,6 +332,7 @@ def _cmd_audit(args: argparse.Namespace) -> dict[str, Any]:
         "sampling": config.sampling,
         "test_auprc": result.metrics["auprc"],
         "train_seconds": result.train_seconds,
+        "compile_seconds": result.compile_seconds,
     }
 
 

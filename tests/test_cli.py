@@ -221,6 +221,7 @@ TRAIN_KEYS = {
     "sampling",
     "accountant",
     "train_seconds",
+    "compile_seconds",
 }
 
 
@@ -239,6 +240,7 @@ def test_train_json_is_one_object_with_the_contract_keys():
         rel=1e-9,
     )
     assert 0 < result["train_seconds"] < 300
+    assert 0 < result["compile_seconds"] < 300
 
 
 @pytest.mark.slow

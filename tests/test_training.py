@@ -440,6 +440,45 @@ def small_split():
 SMALL = {"batch_size": 256, "epochs": 2, "learning_rate": 0.02, "seed": 3}
 
 
+@pytest.mark.parametrize("private", [True, False], ids=["dp", "non-private"])
+def test_tracing_before_fit_changes_nothing_and_fit_never_retraces(private, small_split):
+    """``train`` traces the step before timing ``fit``: the weights must be bit-identical to
+    a plain ``fit``, and ``fit`` must reuse the traced graph for every (padded) batch."""
+    config = (
+        TrainConfig(noise_multiplier=1.0, **SMALL)
+        if private
+        else TrainConfig(private=False, **SMALL)
+    )
+    n = small_split.n_train
+    steps = n // config.batch_size
+
+    def fitted(trace_first: bool) -> tuple[np.ndarray, int, int]:
+        tf.keras.utils.set_random_seed(config.seed)
+        rng = np.random.default_rng(config.seed)
+        indices, weights = training.poisson_batches(n, config.batch_size, 2 * steps, rng)
+        batches = training.make_dataset(small_split.x_train, small_split.y_train, indices, weights)
+        model = training.compile_model(
+            config, N_FEATURES, 1.0 if private else 0.0, indices.shape[1]
+        )
+        traced = 0
+        if trace_first:
+            assert training._trace_train_step(model, batches) > 0
+            traced = model.train_function.experimental_get_tracing_count()
+        model.fit(batches, epochs=2, steps_per_epoch=steps, verbose=0)
+        count = model.train_function.experimental_get_tracing_count()
+        return _flat(model.get_weights()), traced, count
+
+    plain, _, plain_count = fitted(trace_first=False)
+    traced, traced_before_fit, traced_after_fit = fitted(trace_first=True)
+    np.testing.assert_array_equal(traced, plain)
+    assert traced_after_fit == traced_before_fit == plain_count  # fit traced nothing new
+
+
+def test_summary_reports_tracing_apart_from_training(small_split):
+    summary = training.train(TrainConfig(**SMALL), small_split, verbose=0).summary()
+    assert summary["compile_seconds"] > 0 and summary["train_seconds"] > 0
+
+
 def test_batch_larger_than_the_training_set_is_rejected(small_split):
     config = TrainConfig(batch_size=small_split.n_train + 1)
     with pytest.raises(ValueError, match="batch_size must be <= the number of training examples"):

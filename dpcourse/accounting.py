@@ -55,7 +55,6 @@ from __future__ import annotations
 
 import functools
 import math
-import numbers
 import re
 import warnings
 from collections.abc import Callable
@@ -65,6 +64,15 @@ import dp_accounting
 import numpy as np
 from dp_accounting.pld import privacy_loss_distribution as pld_lib
 from dp_accounting.rdp import rdp_privacy_accountant
+
+from dpcourse._validation import (
+    is_integer,
+    is_real,
+    require_choice,
+    require_noise_multiplier,
+    require_positive_int,
+    require_positive_number,
+)
 
 ACCOUNTANTS = ("rdp", "pld")
 SAMPLINGS = ("poisson", "shuffle")
@@ -87,38 +95,17 @@ class DeltaTooLargeWarning(UserWarning):
 # --------------------------------------------------------------------------- validation
 
 
-def _is_integer(value: object) -> bool:
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
-
-
-def _is_real(value: object) -> bool:
-    return isinstance(value, numbers.Real) and not isinstance(value, bool)
-
-
-def _check_positive_integer(name: str, value: object) -> None:
-    if not _is_integer(value) or value < 1:
-        raise ValueError(f"{name} must be an integer >= 1; got {value!r}.")
-
-
 def _check_batch(n_examples: object, batch_size: object) -> None:
-    _check_positive_integer("n_examples", n_examples)
-    if not _is_integer(batch_size) or not 1 <= batch_size <= n_examples:
+    require_positive_int("n_examples", n_examples)
+    if not is_integer(batch_size) or not 1 <= batch_size <= n_examples:
         raise ValueError(
             f"batch_size must be an integer between 1 and n_examples={n_examples}; "
             f"got {batch_size!r}."
         )
 
 
-def _check_noise_multiplier(noise_multiplier: object) -> None:
-    if not _is_real(noise_multiplier) or not 0 <= noise_multiplier < math.inf:
-        raise ValueError(
-            f"noise_multiplier must be a finite number >= 0 (0 means no noise and ε = inf); "
-            f"got {noise_multiplier!r}."
-        )
-
-
 def _check_delta(delta: object, n_examples: int) -> None:
-    if not _is_real(delta) or not 0 < delta < 1:
+    if not is_real(delta) or not 0 < delta < 1:
         raise ValueError(f"delta must be a number strictly between 0 and 1; got {delta!r}.")
     if delta >= 1 / n_examples:
         suggestion = 10 ** math.floor(math.log10(0.1 / n_examples))
@@ -131,13 +118,8 @@ def _check_delta(delta: object, n_examples: int) -> None:
         )
 
 
-def _check_choice(name: str, value: object, allowed: tuple[str, ...]) -> None:
-    if value not in allowed:
-        raise ValueError(f"{name} must be one of {', '.join(map(repr, allowed))}; got {value!r}.")
-
-
 def _check_microbatch_size(microbatch_size: object, batch_size: int) -> None:
-    if not _is_integer(microbatch_size) or microbatch_size < 1 or batch_size % microbatch_size:
+    if not is_integer(microbatch_size) or microbatch_size < 1 or batch_size % microbatch_size:
         raise ValueError(
             "microbatch_size must be a positive integer that divides "
             f"batch_size={batch_size} (the batch is cut into equal microbatches); "
@@ -154,8 +136,8 @@ def _check_run(
 ) -> None:
     """Validate the parameters that define which steps a training run takes."""
     _check_batch(n_examples, batch_size)
-    _check_positive_integer("epochs", epochs)
-    _check_choice("sampling", sampling, SAMPLINGS)
+    require_positive_int("epochs", epochs)
+    require_choice("sampling", sampling, SAMPLINGS)
     _check_microbatch_size(microbatch_size, batch_size)
 
 
@@ -170,7 +152,7 @@ def steps_per_epoch(n_examples: int, batch_size: int) -> int:
 
 def total_steps(n_examples: int, batch_size: int, epochs: int) -> int:
     """Steps of the whole run: ``epochs * (n_examples // batch_size)``."""
-    _check_positive_integer("epochs", epochs)
+    require_positive_int("epochs", epochs)
     return epochs * steps_per_epoch(n_examples, batch_size)
 
 
@@ -180,8 +162,8 @@ def effective_noise_multiplier(noise_multiplier: float, microbatch_size: int = 1
     Clipping a microbatch of k > 1 examples as a unit lets one example move the clipped
     vector by up to 2C, doubling the sensitivity relative to the noise std σC.
     """
-    _check_noise_multiplier(noise_multiplier)
-    _check_positive_integer("microbatch_size", microbatch_size)
+    require_noise_multiplier(noise_multiplier)
+    require_positive_int("microbatch_size", microbatch_size)
     return noise_multiplier / 2 if microbatch_size > 1 else float(noise_multiplier)
 
 
@@ -212,7 +194,7 @@ def dp_sgd_event(
     Shuffle: ``SelfComposed(Gaussian(σ_eff), epochs)``.
     """
     _check_run(n_examples, batch_size, epochs, sampling, microbatch_size)
-    _check_noise_multiplier(noise_multiplier)
+    require_noise_multiplier(noise_multiplier)
     sigma_eff = effective_noise_multiplier(noise_multiplier, microbatch_size)
     steps = total_steps(n_examples, batch_size, epochs)
     return _event(sampling, batch_size / n_examples, steps, epochs, sigma_eff)
@@ -299,9 +281,9 @@ def compute_epsilon(
     when δ >= 1/N.
     """
     _check_run(n_examples, batch_size, epochs, sampling, microbatch_size)
-    _check_noise_multiplier(noise_multiplier)
+    require_noise_multiplier(noise_multiplier)
     _check_delta(delta, n_examples)
-    _check_choice("accountant", accountant, ACCOUNTANTS)
+    require_choice("accountant", accountant, ACCOUNTANTS)
     if noise_multiplier == 0:
         return math.inf
     event = dp_sgd_event(
@@ -333,9 +315,9 @@ def epsilon_over_training(
     a running one (composition multiplies the privacy loss generating functions).
     """
     _check_run(n_examples, batch_size, epochs, sampling, microbatch_size)
-    _check_noise_multiplier(noise_multiplier)
+    require_noise_multiplier(noise_multiplier)
     _check_delta(delta, n_examples)
-    _check_choice("accountant", accountant, ACCOUNTANTS)
+    require_choice("accountant", accountant, ACCOUNTANTS)
     if noise_multiplier == 0:
         return np.full(epochs, math.inf)
     one_epoch = dp_sgd_event(
@@ -394,7 +376,7 @@ def old_rdp_epsilon(
     ``log(α)/(α−1) − log(1 − 1/α)`` from each term, so :func:`compute_epsilon` is smaller.
     """
     _check_run(n_examples, batch_size, epochs, sampling, microbatch_size)
-    _check_noise_multiplier(noise_multiplier)
+    require_noise_multiplier(noise_multiplier)
     _check_delta(delta, n_examples)
     if noise_multiplier == 0:
         return math.inf
@@ -490,11 +472,10 @@ def noise_multiplier_for_epsilon(
     Searches σ in [0.1, 100] (MIN/MAX_NOISE_MULTIPLIER) and raises ``ValueError`` if the
     answer lies outside: the target is then out of reach, or too large to mean anything.
     """
-    if not _is_real(target_epsilon) or not 0 < target_epsilon < math.inf:
-        raise ValueError(f"target_epsilon must be a finite number > 0; got {target_epsilon!r}.")
+    require_positive_number("target_epsilon", target_epsilon)
     _check_run(n_examples, batch_size, epochs, sampling, microbatch_size)
     _check_delta(delta, n_examples)
-    _check_choice("accountant", accountant, ACCOUNTANTS)
+    require_choice("accountant", accountant, ACCOUNTANTS)
     steps = total_steps(n_examples, batch_size, epochs)
     q = batch_size / n_examples
 
@@ -541,11 +522,11 @@ def group_epsilon(epsilon: float, delta: float, group_size: int) -> tuple[float,
     exponentially in k: for more than a handful of records per person, bound the records
     per person or account at the person level instead.
     """
-    if not _is_real(epsilon) or not 0 <= epsilon < math.inf:
+    if not is_real(epsilon) or not 0 <= epsilon < math.inf:
         raise ValueError(f"epsilon must be a finite number >= 0; got {epsilon!r}.")
-    if not _is_real(delta) or not 0 <= delta < 1:
+    if not is_real(delta) or not 0 <= delta < 1:
         raise ValueError(f"delta must be a number in [0, 1); got {delta!r}.")
-    _check_positive_integer("group_size", group_size)
+    require_positive_int("group_size", group_size)
     if delta == 0:
         return group_size * epsilon, 0.0
     log_delta_k = math.log(group_size) + (group_size - 1) * epsilon + math.log(delta)
@@ -579,12 +560,11 @@ def tf_privacy_statement_epsilons(
     (module docstring) when comparing with :func:`compute_epsilon`.
     """
     _check_batch(n_examples, batch_size)
-    if not _is_real(epochs) or not 0 < epochs < math.inf:
-        raise ValueError(f"epochs must be a finite number > 0; got {epochs!r}.")
-    _check_noise_multiplier(noise_multiplier)
+    require_positive_number("epochs", epochs)
+    require_noise_multiplier(noise_multiplier)
     _check_delta(delta, n_examples)
     _check_microbatch_size(microbatch_size, batch_size)
-    _check_choice("accountant", accountant, ACCOUNTANTS)
+    require_choice("accountant", accountant, ACCOUNTANTS)
     # Imported here: importing tensorflow_privacy imports TensorFlow, which takes seconds.
     from tensorflow_privacy.privacy.analysis import compute_dp_sgd_privacy_lib as tfp_lib
 
@@ -631,8 +611,8 @@ class PrivacyReport:
     privacy_unit: str = "transaction"
 
     def __post_init__(self) -> None:
-        _check_choice("sampling", self.sampling, SAMPLINGS)
-        _check_choice("accountant", self.accountant, ACCOUNTANTS)
+        require_choice("sampling", self.sampling, SAMPLINGS)
+        require_choice("accountant", self.accountant, ACCOUNTANTS)
         if not isinstance(self.privacy_unit, str) or not self.privacy_unit.strip():
             raise ValueError(
                 "privacy_unit must be a non-empty noun such as 'transaction' or 'customer'; "
@@ -697,7 +677,7 @@ def privacy_report(
         sampling=sampling,
         microbatch_size=microbatch_size,
     )
-    if l2_norm_clip is not None and (not _is_real(l2_norm_clip) or not l2_norm_clip > 0):
+    if l2_norm_clip is not None and (not is_real(l2_norm_clip) or not l2_norm_clip > 0):
         raise ValueError(f"l2_norm_clip must be a number > 0 or None; got {l2_norm_clip!r}.")
     return PrivacyReport(
         epsilon=epsilon,

@@ -29,6 +29,13 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from dpcourse._validation import (
+    is_real,
+    require_noise_multiplier,
+    require_positive_int,
+    require_positive_number,
+)
+
 if TYPE_CHECKING:
     import tensorflow as tf
 
@@ -42,31 +49,6 @@ DEFAULT_GRADIENT_BATCH_SIZE = 4096
 # ---------------------------------------------------------------------------
 # Validation helpers
 # ---------------------------------------------------------------------------
-
-
-def _is_real(value: object) -> bool:
-    return isinstance(value, numbers.Real) and not isinstance(value, bool)
-
-
-def _check_positive_finite(name: str, value: object) -> float:
-    if not _is_real(value) or not np.isfinite(value) or value <= 0:
-        raise ValueError(f"{name} must be a finite number > 0, got {value!r}.")
-    return float(value)
-
-
-def _check_noise_multiplier(noise_multiplier: object) -> float:
-    if not _is_real(noise_multiplier) or not np.isfinite(noise_multiplier) or noise_multiplier < 0:
-        raise ValueError(
-            f"noise_multiplier must be a finite number >= 0 (0 means no noise), "
-            f"got {noise_multiplier!r}."
-        )
-    return float(noise_multiplier)
-
-
-def _check_positive_int(name: str, value: object) -> int:
-    if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}.")
-    return int(value)
 
 
 def _as_gradient_matrix(per_example_grads: np.ndarray) -> np.ndarray:
@@ -100,7 +82,7 @@ def _resolve_num_microbatches(batch_size: int, num_microbatches: int | None) -> 
     """The number of microbatches M, checking that it divides the batch size B."""
     if num_microbatches is None:
         return batch_size
-    m = _check_positive_int("num_microbatches", num_microbatches)
+    m = require_positive_int("num_microbatches", num_microbatches)
     if batch_size % m:
         raise ValueError(
             f"num_microbatches={m} must divide the batch size {batch_size} "
@@ -145,7 +127,7 @@ def clip_gradients(per_example_grads: np.ndarray, l2_norm_clip: float) -> np.nda
         The clipped rows, shape (n, d), float64.
     """
     grads = _as_gradient_matrix(per_example_grads)
-    clip = _check_positive_finite("l2_norm_clip", l2_norm_clip)
+    clip = require_positive_number("l2_norm_clip", l2_norm_clip)
     norms = np.linalg.norm(grads, axis=1, keepdims=True)
     return grads * (clip / np.maximum(norms, clip))
 
@@ -190,8 +172,8 @@ def private_mean(
         Shape (d,), float64.
     """
     grads = _as_gradient_matrix(per_example_grads)
-    clip = _check_positive_finite("l2_norm_clip", l2_norm_clip)
-    sigma = _check_noise_multiplier(noise_multiplier)
+    clip = require_positive_number("l2_norm_clip", l2_norm_clip)
+    sigma = require_noise_multiplier(noise_multiplier)
     m = _resolve_num_microbatches(grads.shape[0], num_microbatches)
     generator = _generator(rng)
     clipped = clip_gradients(microbatch_means(grads, m), clip)
@@ -205,9 +187,9 @@ def noise_std_on_mean(l2_norm_clip: float, noise_multiplier: float, num_microbat
     TF Privacy adds N(0, (σC)²) to the sum of M clipped microbatch gradients and then
     divides by M. With one example per microbatch, M is the batch size.
     """
-    clip = _check_positive_finite("l2_norm_clip", l2_norm_clip)
-    sigma = _check_noise_multiplier(noise_multiplier)
-    m = _check_positive_int("num_microbatches", num_microbatches)
+    clip = require_positive_number("l2_norm_clip", l2_norm_clip)
+    sigma = require_noise_multiplier(noise_multiplier)
+    m = require_positive_int("num_microbatches", num_microbatches)
     return sigma * clip / m
 
 
@@ -235,7 +217,7 @@ def dp_sgd_step(
             f"params must be a 1-D array with one entry per gradient column "
             f"({grads.shape[1]}), got shape {theta.shape}."
         )
-    eta = _check_positive_finite("learning_rate", learning_rate)
+    eta = require_positive_number("learning_rate", learning_rate)
     step = private_mean(grads, l2_norm_clip, noise_multiplier, num_microbatches, rng)
     return theta - eta * step
 
@@ -248,7 +230,7 @@ def dp_sgd_step(
 def clipped_fraction(norms: np.ndarray, l2_norm_clip: float) -> float:
     """The fraction of gradients that clipping changes: #{i : ‖g_i‖ > C} / n."""
     values = _as_norms(norms)
-    clip = _check_positive_finite("l2_norm_clip", l2_norm_clip)
+    clip = require_positive_number("l2_norm_clip", l2_norm_clip)
     return float(np.mean(values > clip))
 
 
@@ -262,7 +244,7 @@ def suggest_clip_norm(norms: np.ndarray, percentile: float = 50.0) -> float:
     privately or on public data; the lessons use it to build intuition.
     """
     values = _as_norms(norms)
-    if not _is_real(percentile) or not 0 < percentile <= 100:
+    if not is_real(percentile) or not 0 < percentile <= 100:
         raise ValueError(f"percentile must be a number in (0, 100], got {percentile!r}.")
     suggestion = float(np.percentile(values, percentile))
     if suggestion == 0.0:
@@ -290,7 +272,7 @@ def clipping_bias(per_example_grads: np.ndarray, clip_norms: Sequence[float]) ->
     grads = _as_gradient_matrix(per_example_grads)
     if isinstance(clip_norms, str | bytes) or len(clip_norms) == 0:
         raise ValueError(f"clip_norms must be a non-empty sequence of numbers, got {clip_norms!r}.")
-    clips = [_check_positive_finite("every entry of clip_norms", c) for c in clip_norms]
+    clips = [require_positive_number("every entry of clip_norms", c) for c in clip_norms]
     true_mean = grads.mean(axis=0)
     true_norm = np.linalg.norm(true_mean)
     if true_norm == 0.0:
@@ -364,7 +346,7 @@ def _validated_model_inputs(
         raise ValueError("x must be finite, got NaN or inf.")
     if not ((labels >= 0) & (labels <= 1)).all():
         raise ValueError("y must hold labels in [0, 1] (1 = fraud), got values outside it.")
-    _check_positive_int("batch_size", batch_size)
+    require_positive_int("batch_size", batch_size)
     output_shape = tuple(model(features[:1], training=False).shape)
     if output_shape != (1, 1):
         raise ValueError(

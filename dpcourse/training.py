@@ -82,6 +82,13 @@ from tensorflow_privacy.privacy.fast_gradient_clipping.layer_registry import (
 from tqdm.auto import tqdm
 
 from dpcourse import accounting
+from dpcourse._validation import (
+    is_integer,
+    is_real,
+    require_choice,
+    require_positive_int,
+    require_positive_number,
+)
 from dpcourse.data import TARGET_FRAUD_RATE, Split, load_split
 from dpcourse.metrics import evaluate
 from dpcourse.models import DEFAULT_HIDDEN, MODEL_KINDS, model_layers
@@ -104,29 +111,6 @@ GradientsAndVariables = list[tuple[tf.Tensor, tf.Variable]]
 
 class FastClippingFallbackWarning(UserWarning):
     """``path="fast"`` was asked for a model with layers the ghost-norm registry lacks."""
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int | np.integer) and not isinstance(value, bool)
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float | np.integer | np.floating) and not isinstance(value, bool)
-
-
-def _require_choice(name: str, value: Any, allowed: tuple[str, ...]) -> None:
-    if value not in allowed:
-        raise ValueError(f"{name} must be one of {allowed}, got {value!r}.")
-
-
-def _require_positive_int(name: str, value: Any) -> None:
-    if not _is_int(value) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}.")
-
-
-def _require_positive_number(name: str, value: Any) -> None:
-    if not _is_number(value) or not math.isfinite(value) or value <= 0:
-        raise ValueError(f"{name} must be a positive finite number, got {value!r}.")
 
 
 def _refuse_xla_noise(noise_multiplier: float | None) -> None:
@@ -188,34 +172,34 @@ class TrainConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        _require_choice("model", self.model, MODEL_KINDS)
+        require_choice("model", self.model, MODEL_KINDS)
         if isinstance(self.hidden, str) or not isinstance(self.hidden, Sequence):
             raise ValueError(f"hidden must be a sequence of layer widths, got {self.hidden!r}.")
         object.__setattr__(self, "hidden", tuple(self.hidden))
-        if any(not _is_int(w) or w < 1 for w in self.hidden):
+        if any(not is_integer(w) or w < 1 for w in self.hidden):
             raise ValueError(f"hidden must be positive integers, got {self.hidden!r}.")
         if not isinstance(self.private, bool):
             raise ValueError(f"private must be True or False, got {self.private!r}.")
         self._check_privacy_target()
-        _require_choice("path", self.path, PATHS)
+        require_choice("path", self.path, PATHS)
         if self.private and self.path == "xla":
             _refuse_xla_noise(self.noise_multiplier if self.target_epsilon is None else None)
-        _require_positive_number("l2_norm_clip", self.l2_norm_clip)
-        _require_positive_int("batch_size", self.batch_size)
-        _require_positive_int("epochs", self.epochs)
-        _require_positive_number("learning_rate", self.learning_rate)
-        if not _is_number(self.delta) or not 0.0 < self.delta < 1.0:
+        require_positive_number("l2_norm_clip", self.l2_norm_clip)
+        require_positive_int("batch_size", self.batch_size)
+        require_positive_int("epochs", self.epochs)
+        require_positive_number("learning_rate", self.learning_rate)
+        if not is_real(self.delta) or not 0.0 < self.delta < 1.0:
             raise ValueError(f"delta must be in (0, 1), well below 1/n_train, got {self.delta!r}.")
-        _require_choice("sampling", self.sampling, SAMPLINGS)
+        require_choice("sampling", self.sampling, SAMPLINGS)
         self._check_microbatches()
         self._check_optimizer_memory()
-        _require_choice("accountant", self.accountant, ACCOUNTANTS)
-        _require_positive_number("positive_weight", self.positive_weight)
+        require_choice("accountant", self.accountant, ACCOUNTANTS)
+        require_positive_number("positive_weight", self.positive_weight)
         prior = self.prior_fraud_rate
-        if prior is not None and (not _is_number(prior) or not 0.0 < prior < 1.0):
+        if prior is not None and (not is_real(prior) or not 0.0 < prior < 1.0):
             raise ValueError(f"prior_fraud_rate must be None or in (0, 1), got {prior!r}.")
-        _require_choice("optimizer", self.optimizer, OPTIMIZERS)
-        if not _is_int(self.seed):
+        require_choice("optimizer", self.optimizer, OPTIMIZERS)
+        if not is_integer(self.seed):
             raise ValueError(f"seed must be an integer, got {self.seed!r}.")
 
     def _check_optimizer_memory(self) -> None:
@@ -253,8 +237,8 @@ class TrainConfig:
         if target is None and sigma is None:
             object.__setattr__(self, "target_epsilon", DEFAULT_TARGET_EPSILON)
         elif target is not None:
-            _require_positive_number("target_epsilon", target)
-        elif not _is_number(sigma) or not math.isfinite(sigma) or sigma < 0:
+            require_positive_number("target_epsilon", target)
+        elif not is_real(sigma) or not math.isfinite(sigma) or sigma < 0:
             raise ValueError(
                 f"noise_multiplier must be a finite number >= 0 (0 = clipping only, ε = ∞), "
                 f"got {sigma!r}."
@@ -264,7 +248,7 @@ class TrainConfig:
         m = self.microbatches
         if m is None:
             return
-        _require_positive_int("microbatches", m)
+        require_positive_int("microbatches", m)
         if self.batch_size % m:
             raise ValueError(
                 f"microbatches must divide batch_size, got microbatches={m} and "
@@ -306,11 +290,11 @@ def padded_batch_size(n: int, batch_size: int, padding_sds: float = PADDING_SDS)
 
     √(B(1−q)) is the standard deviation of the Binomial(n, q) batch size.
     """
-    _require_positive_int("n", n)
-    _require_positive_int("batch_size", batch_size)
+    require_positive_int("n", n)
+    require_positive_int("batch_size", batch_size)
     if batch_size > n:
         raise ValueError(f"batch_size must be <= n, got batch_size={batch_size} and n={n}.")
-    if not _is_number(padding_sds) or padding_sds < 0:
+    if not is_real(padding_sds) or padding_sds < 0:
         raise ValueError(f"padding_sds must be a number >= 0, got {padding_sds!r}.")
     q = batch_size / n
     return min(n, math.ceil(batch_size + padding_sds * math.sqrt(batch_size * (1 - q))))
@@ -334,7 +318,7 @@ def poisson_batches(
     that is larger. The sample never depends on ``padding_sds``.
     """
     padded = padded_batch_size(n, batch_size, padding_sds)
-    _require_positive_int("steps", steps)
+    require_positive_int("steps", steps)
     _require_generator(rng)
     sizes = rng.binomial(n, batch_size / n, size=steps)
     samples = [rng.choice(n, size=k, replace=False) for k in sizes]
@@ -354,9 +338,9 @@ def shuffled_batches(
     batches of ``batch_size`` (the remainder is dropped). Returns ``(indices, weights)``
     of shape (epochs · (n // batch_size), batch_size); the weights are all 1.
     """
-    _require_positive_int("n", n)
-    _require_positive_int("batch_size", batch_size)
-    _require_positive_int("epochs", epochs)
+    require_positive_int("n", n)
+    require_positive_int("batch_size", batch_size)
+    require_positive_int("epochs", epochs)
     if batch_size > n:
         raise ValueError(f"batch_size must be <= n, got batch_size={batch_size} and n={n}.")
     _require_generator(rng)
@@ -392,7 +376,7 @@ def compile_model(
     config.seed)``, so the same seed gives the same initial weights on every path.
     """
     padded = config.batch_size if padded_batch_size is None else padded_batch_size
-    _require_positive_int("padded_batch_size", padded)
+    require_positive_int("padded_batch_size", padded)
     if padded < config.batch_size:
         raise ValueError(
             f"padded_batch_size must be >= batch_size={config.batch_size}, got {padded}."
@@ -402,7 +386,7 @@ def compile_model(
             f"padded_batch_size must equal batch_size={config.batch_size} when microbatches "
             f"is set (fixed, shuffled batches), got {padded}."
         )
-    if not _is_number(noise_multiplier) or noise_multiplier < 0:
+    if not is_real(noise_multiplier) or noise_multiplier < 0:
         raise ValueError(f"noise_multiplier must be a number >= 0, got {noise_multiplier!r}.")
     if config.private and config.path == "xla":
         _refuse_xla_noise(noise_multiplier)

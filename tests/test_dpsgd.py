@@ -389,7 +389,7 @@ NORMS = np.array([0.5, 1.0, 2.0])
         (lambda: dpsgd.clip_gradients(np.ones(3), 1.0), "per_example_grads must be a 2-D"),
         (lambda: dpsgd.clip_gradients(np.ones((0, 3)), 1.0), "at least one row"),
         (lambda: dpsgd.clip_gradients([[1.0, np.nan]], 1.0), "must be finite.*row 0"),
-        (lambda: dpsgd.clip_gradients(GRADS, 0.0), "l2_norm_clip must be a finite number > 0"),
+        (lambda: dpsgd.clip_gradients(GRADS, 0.0), "l2_norm_clip must be a positive finite number"),
         (lambda: dpsgd.clip_gradients(GRADS, -1.0), "l2_norm_clip"),
         (lambda: dpsgd.clip_gradients(GRADS, np.inf), "l2_norm_clip"),
         (lambda: dpsgd.clip_gradients(GRADS, True), "l2_norm_clip"),

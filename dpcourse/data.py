@@ -6,9 +6,10 @@ transaction by one customer; customers make very different numbers of transactio
 which is what lesson 09 needs to discuss customer-level privacy.
 
 Fraud is drawn from a logistic model with interactions (night x card-not-present,
-foreign x large amount, high velocity x new account, ...) plus a hidden
-per-customer risk, so a small MLP beats logistic regression and no model reaches an
-AUPRC near 1.
+foreign x large amount, high velocity x new account, ...) of thresholds (night is
+hour <= 5, a step that logistic regression cannot draw from the hour's sine and cosine)
+plus a hidden per-customer risk, so a small MLP beats logistic regression and no model
+reaches an AUPRC near 1.
 
 The loader also accepts the public "Credit Card Fraud Detection" schema
 (``Time, V1..V28, Amount, Class``) when a user points ``path`` at their own copy.

@@ -26,6 +26,15 @@ def test_outputs_are_stripped(path):
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_no_empty_cells(path):
+    cells = json.loads(path.read_text())["cells"]
+    empty = [
+        cell.get("id", i) for i, cell in enumerate(cells) if not "".join(cell["source"]).strip()
+    ]
+    assert not empty, f"{path.name}: empty cells {empty}"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
 def test_kernelspec_is_set(path):
     """Without it JupyterLab opens a 'Select Kernel' dialog for every learner."""
     spec = json.loads(path.read_text())["metadata"].get("kernelspec", {})

@@ -256,7 +256,7 @@ report_metric = ChoiceExercise(
             ),
             "d": (
                 "The training loss says how well the model fits the data it was trained "
-                "on; a model that memorises its training data (section 6) has a tiny "
+                "on; a model that memorises its training data (section 7) has a tiny "
                 "training loss and no better held-out performance."
             ),
         },
@@ -280,8 +280,9 @@ quiz = Quiz(
             options={
                 "a": "Because an MLP always beats logistic regression.",
                 "b": (
-                    "Because fraud depends on combinations of features (night and card not "
-                    "present, for example), which a linear logit cannot express."
+                    "Because the log-odds of fraud are not a weighted sum of the features the "
+                    "model sees: the risk jumps at night, which a weighted sum of the hour's "
+                    "sine and cosine cannot follow."
                 ),
                 "c": "Because the MLP was trained on more data.",
                 "d": "Because the MLP was trained for more epochs.",
@@ -290,13 +291,14 @@ quiz = Quiz(
             explanations={
                 "a": (
                     "No: on data where the log-odds are linear in the features, logistic "
-                    "regression is as good and simpler. The MLP wins here because of the "
-                    "interactions in the data."
+                    "regression is as good and simpler. The MLP wins here because the "
+                    "log-odds are not linear in the features (section 6)."
                 ),
                 "b": (
-                    "Right: night matters mainly when the card is not present. Logistic "
-                    "regression adds up one effect per feature; the MLP's hidden layers can "
-                    "represent the interaction."
+                    "Right: the risk jumps at midnight and drops after 5 am, and a weighted sum "
+                    "of the sine and cosine of the hour is one smooth wave over the day. The "
+                    "MLP's hidden layers can bend its score into that step, and represent "
+                    "interactions such as night × card not present as well."
                 ),
                 "c": "No: both models were trained on the same 90,000 transactions.",
                 "d": "No: both used the same configuration apart from the model.",

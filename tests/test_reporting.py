@@ -55,7 +55,7 @@ def test_card_states_every_checklist_item_from_the_report(report):
 
 def test_group_guarantee_is_k_epsilon_and_k_exp_delta(report):
     k = 5
-    made = card(report, group_unit="customer", group_size=k, n_groups=11_701)
+    made = card(report, group_unit="customer", group_size=k, n_groups=11_729)
     eps_k = k * report.epsilon  # closed form, Dwork & Roth Thm 2.2
     delta_k = k * math.exp((k - 1) * report.epsilon) * report.delta
     assert row(made, "Customer-level guarantee").startswith(
@@ -65,7 +65,7 @@ def test_group_guarantee_is_k_epsilon_and_k_exp_delta(report):
     assert group["epsilon"] == pytest.approx(eps_k, rel=1e-12)
     assert group["delta"] == pytest.approx(delta_k, rel=1e-12)
     assert row(made, "δ vs customers").startswith(
-        f"δ · (number of customers) = {delta_k * 11_701:.2g}"
+        f"δ · (number of customers) = {delta_k * 11_729:.2g}"
     )
 
 

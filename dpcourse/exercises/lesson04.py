@@ -380,33 +380,6 @@ quiz = Quiz(
         ),
         MultipleChoice(
             prompt=(
-                "Training with `DPKerasAdamOptimizer(..., num_microbatches=32)` and "
-                "`loss=tf.keras.losses.BinaryCrossentropy(from_logits=True)` fails with "
-                "'Dimension size must be evenly divisible by 32 but is 1'. What is wrong?"
-            ),
-            options={
-                "a": (
-                    "The loss is averaged over the batch into one number; DP optimizers "
-                    "need one loss per example: reduction=tf.keras.losses.Reduction.NONE."
-                ),
-                "b": "The batch size is not divisible by 32.",
-                "c": "from_logits=True is not supported by TF Privacy.",
-            },
-            correct="a",
-            explanations={
-                "a": (
-                    "Right: the optimizer reshapes the loss to [32, -1] to form "
-                    "microbatches, and a scalar has 1 value."
-                ),
-                "b": (
-                    "That gives the 'Input to reshape is a tensor with ... values' error; "
-                    "here the tensor has a single value, the batch mean."
-                ),
-                "c": "from_logits=True works; the course models output logits.",
-            },
-        ),
-        MultipleChoice(
-            prompt=(
                 "Per-example clipping with `DPKerasAdamOptimizer` is too slow for you. "
                 "What is the best fix?"
             ),
@@ -415,8 +388,8 @@ quiz = Quiz(
                 "b": "Use microbatches of 32 examples; it costs nothing.",
                 "c": (
                     "Keep one example per microbatch and switch to a faster implementation "
-                    "of the same clipping: DPSequential, with the layer registry (ghost "
-                    "norms) or with XLA, or the vectorized optimizer."
+                    "of the same clipping: DPSequential with the layer registry (ghost "
+                    "norms), or the vectorized optimizer."
                 ),
             },
             correct="c",
@@ -433,6 +406,49 @@ quiz = Quiz(
                 "c": (
                     "Right: the faster paths compute the same per-example clipping, so ε "
                     "and utility stay as they were."
+                ),
+            },
+        ),
+        MultipleChoice(
+            prompt=(
+                "`DPSequential(..., use_xla=True)` is TF Privacy's default, yet "
+                '`dpcourse` refuses `path="xla"` with σ > 0 (or a target ε) and times it '
+                "only at σ = 0. Why?"
+            ),
+            options={
+                "a": "XLA is slower than the ghost-norm path, so the course hides it.",
+                "b": (
+                    "XLA's random numbers ignore TensorFlow's seeds: every fresh process adds "
+                    "the same noise, which anyone with the software can reproduce and "
+                    "subtract, so the run would have no privacy."
+                ),
+                "c": (
+                    "XLA computes the per-example gradients in a different order, which "
+                    "breaks the clipping bound C."
+                ),
+                "d": (
+                    "XLA adds twice the noise, so the ε reported by the accountant would be wrong."
+                ),
+            },
+            correct="b",
+            explanations={
+                "a": (
+                    "The refusal is about privacy, not speed: the ladder still times the "
+                    "XLA path (noise-free, which is fair, as the noise is one Gaussian draw "
+                    "per step)."
+                ),
+                "b": (
+                    "Right: DP needs noise an attacker cannot predict. Setting a seed does "
+                    "not change XLA's noise, so it is the same in every run. Train "
+                    'privately with `path="fast"` (the ghost norms run without XLA).'
+                ),
+                "c": (
+                    "Each per-example gradient is still clipped to norm C; what goes wrong "
+                    "is the noise, not the clipping."
+                ),
+                "d": (
+                    "The amount of noise is right (std σC on the sum); the problem is that "
+                    "it is the same in every fresh process, whatever the seed."
                 ),
             },
         ),

@@ -308,7 +308,7 @@ quiz = Quiz(
         ),
         MultipleChoice(
             prompt=(
-                "The training data hold 11,701 customers. Which customer-level δ is appropriate?"
+                "The training data hold 11,729 customers. Which customer-level δ is appropriate?"
             ),
             options={
                 "a": "10⁻³",
@@ -319,7 +319,7 @@ quiz = Quiz(
             correct="c",
             explanations={
                 "a": (
-                    "Above 1/11,701 ≈ 8.5·10⁻⁵: a mechanism that publishes one random "
+                    "Above 1/11,729 ≈ 8.5·10⁻⁵: a mechanism that publishes one random "
                     "customer's data in full would satisfy it."
                 ),
                 "b": "About 1/N: still large enough to allow leaking a random customer's data.",

@@ -723,3 +723,15 @@ def test_check_returns_a_verdict_that_is_silent_in_a_notebook():
     assert bool(Verdict(True)) is True and bool(Verdict(False)) is False
     assert Verdict(True)._ipython_display_() is None
     assert repr(Verdict(False)) == "Verdict(passed=False)"
+
+
+@pytest.mark.slow
+def test_lesson07_tuning_table_is_what_the_code_produces():
+    """Lesson 07 reads its tuning table from ``TUNING_RUNS`` instead of training 18 models
+    live; retraining them must give the stored rows (σ exactly, since it is accounting;
+    AUPRC and recall to 0.01, which a change of data or defaults would far exceed)."""
+    from dpcourse.exercises import lesson07
+
+    rows, stored = lesson07.run_tuning_grid(), lesson07.TUNING_RUNS
+    assert [row[:7] for row in rows] == [row[:7] for row in stored]  # run … steps, σ
+    np.testing.assert_allclose([row[7:] for row in rows], [row[7:] for row in stored], atol=0.01)

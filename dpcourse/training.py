@@ -86,6 +86,7 @@ from dpcourse._validation import (
     is_integer,
     is_real,
     require_choice,
+    require_noise_multiplier,
     require_positive_int,
     require_positive_number,
 )
@@ -238,11 +239,8 @@ class TrainConfig:
             object.__setattr__(self, "target_epsilon", DEFAULT_TARGET_EPSILON)
         elif target is not None:
             require_positive_number("target_epsilon", target)
-        elif not is_real(sigma) or not math.isfinite(sigma) or sigma < 0:
-            raise ValueError(
-                f"noise_multiplier must be a finite number >= 0 (0 = clipping only, ε = ∞), "
-                f"got {sigma!r}."
-            )
+        else:
+            require_noise_multiplier(sigma)
 
     def _check_microbatches(self) -> None:
         m = self.microbatches
@@ -386,8 +384,7 @@ def compile_model(
             f"padded_batch_size must equal batch_size={config.batch_size} when microbatches "
             f"is set (fixed, shuffled batches), got {padded}."
         )
-    if not is_real(noise_multiplier) or noise_multiplier < 0:
-        raise ValueError(f"noise_multiplier must be a number >= 0, got {noise_multiplier!r}.")
+    require_noise_multiplier(noise_multiplier)
     if config.private and config.path == "xla":
         _refuse_xla_noise(noise_multiplier)
     if layers is None:

@@ -197,7 +197,8 @@ def _sgd_config(**changes) -> TrainConfig:
             {"padded_batch_size": P},
             "padded_batch_size must equal batch_size",
         ),
-        ({}, {"noise_multiplier": -0.5}, "noise_multiplier must be a number >= 0"),
+        ({}, {"noise_multiplier": -0.5}, "noise_multiplier must be a finite number >= 0"),
+        ({}, {"noise_multiplier": float("inf")}, "noise_multiplier must be a finite number >= 0"),
     ],
 )
 def test_compile_model_rejects_inconsistent_shapes_and_noise(changes, args, match):

@@ -59,7 +59,8 @@ PATHS: tuple[tuple[str, str | None], ...] = (
     ("DP Keras optimizer (`optimizer`)", "optimizer"),
     ("vectorized DP optimizer (`vectorized`)", "vectorized"),
     ("DPSequential, no registry (`xla`)", "xla"),
-    ("DPSequential + layer registry (`fast`, default)", "fast"),
+    ("DPSequential + layer registry, TF Privacy's two-pass step (`twopass`)", "twopass"),
+    ("DPSequential + layer registry, one pass (`fast`, default)", "fast"),
 )
 PER_EXAMPLE_PATHS = ("optimizer", "vectorized")
 SUBSET_STEPS = 20

@@ -153,7 +153,9 @@ def _add_training_options(p: argparse.ArgumentParser, default_epsilon: float = 1
     p.add_argument("--learning-rate", type=_float, default=None)
     p.add_argument("--delta", type=_float, default=None)
     p.add_argument("--sampling", choices=("poisson", "shuffle"), default=None)
-    p.add_argument("--path", choices=("fast", "xla", "optimizer", "vectorized"), default=None)
+    p.add_argument(
+        "--path", choices=("fast", "twopass", "xla", "optimizer", "vectorized"), default=None
+    )
     p.add_argument("--model", choices=("mlp", "logistic"), default=None)
     p.add_argument("--accountant", choices=("rdp", "pld"), default=None)
     p.add_argument(

@@ -39,10 +39,13 @@ same batches, weights and rescaling, without clipping or noise.
 
 **Paths** (same maths, different speed; lesson 04's speed ladder):
 
-* ``"fast"``: ``tensorflow_privacy.DPSequential`` with the default layer registry:
-  per-example gradient norms by the ghost-norm trick, then one weighted backward pass.
-  Run without XLA: XLA-compiled random ops ignore TensorFlow's seeds, and without XLA
-  this path is just as fast per epoch at large batches and compiles faster.
+* ``"fast"``: ``dpcourse.fast_clipping.OnePassDPSequential``, a ``DPSequential`` with
+  TF Privacy's default layer registry: per-example gradient norms by the ghost-norm trick
+  and the clipped sum Aᵀ·diag(c)·G from the same backward pass (no second pass; see that
+  module). Run without XLA: XLA-compiled random ops ignore TensorFlow's seeds.
+* ``"twopass"``: TF Privacy's own ``DPSequential`` train step with the same registry:
+  the ghost norms, then a second, clip-weighted forward and backward pass. The same update
+  as ``"fast"``, one pass slower; kept to compare (lesson 04, ``make bench``).
 * ``"xla"``: ``DPSequential`` without a registry: vectorised per-example gradients,
   compiled with XLA (``DPSequential``'s default). **Noise-free only** (σ = 0): XLA's
   random numbers ignore TensorFlow's seeds, so every fresh process adds the same "noise"
@@ -91,11 +94,12 @@ from dpcourse._validation import (
     require_positive_number,
 )
 from dpcourse.data import TARGET_FRAUD_RATE, Split, load_split
+from dpcourse.fast_clipping import OnePassDPSequential
 from dpcourse.metrics import evaluate
 from dpcourse.models import DEFAULT_HIDDEN, MODEL_KINDS, model_layers
 
 SAMPLINGS: tuple[str, ...] = ("poisson", "shuffle")
-PATHS: tuple[str, ...] = ("fast", "xla", "optimizer", "vectorized")
+PATHS: tuple[str, ...] = ("fast", "twopass", "xla", "optimizer", "vectorized")
 ACCOUNTANTS: tuple[str, ...] = ("rdp", "pld")
 OPTIMIZERS: tuple[str, ...] = ("adam", "sgd")
 #: The privacy target used when ``private=True`` and neither a target ε nor σ is given.
@@ -111,7 +115,8 @@ GradientsAndVariables = list[tuple[tf.Tensor, tf.Variable]]
 
 
 class FastClippingFallbackWarning(UserWarning):
-    """``path="fast"`` was asked for a model with layers the ghost-norm registry lacks."""
+    """``path="fast"`` or ``"twopass"`` was asked for a model with layers the ghost-norm
+    registry lacks."""
 
 
 def _refuse_xla_noise(noise_multiplier: float | None) -> None:
@@ -165,7 +170,7 @@ class TrainConfig:
     delta: float = 1e-5
     microbatches: int | None = None
     sampling: Literal["poisson", "shuffle"] = "poisson"
-    path: Literal["fast", "xla", "optimizer", "vectorized"] = "fast"
+    path: Literal["fast", "twopass", "xla", "optimizer", "vectorized"] = "fast"
     accountant: Literal["rdp", "pld"] = "rdp"
     positive_weight: float = 1.0
     prior_fraud_rate: float | None = TARGET_FRAUD_RATE
@@ -403,7 +408,7 @@ def compile_model(
     if not config.private:
         model = tf.keras.Sequential(list(layers), name=config.model)
         optimizer = legacy[config.optimizer](**opt_kwargs)
-    elif config.path in ("fast", "xla"):
+    elif config.path in ("fast", "twopass", "xla"):
         model = _dp_sequential(config, layers, dp)
         optimizer = legacy[config.optimizer](**opt_kwargs)
     else:
@@ -428,9 +433,10 @@ def compile_model(
 def _dp_sequential(
     config: TrainConfig, layers: Sequence[Any], dp: dict[str, float]
 ) -> tf.keras.Model:
-    """``DPSequential`` for the "fast" (ghost norms) or "xla" path, warning on fallback."""
-    registry = make_default_layer_registry() if config.path == "fast" else None
-    model = tensorflow_privacy.DPSequential(
+    """The ``DPSequential`` of the "fast", "twopass" or "xla" path, warning on fallback."""
+    registry = make_default_layer_registry() if config.path != "xla" else None
+    model_class = OnePassDPSequential if config.path == "fast" else tensorflow_privacy.DPSequential
+    model = model_class(
         num_microbatches=config.num_microbatches,
         use_xla=config.path == "xla",
         layer_registry=registry,
@@ -449,7 +455,7 @@ def _dp_sequential(
             }
         )
         warnings.warn(
-            f"path='fast' needs every trainable layer in TF Privacy's layer registry "
+            f"path={config.path!r} needs every trainable layer in TF Privacy's layer registry "
             f"(Dense, Embedding), but {', '.join(missing)} is not; falling back to "
             "vectorised per-example gradients (DPSequential without the registry, without "
             "XLA), which is slower but exact.",

@@ -1,0 +1,118 @@
+"""One-pass ghost clipping: TF Privacy's ``DPSequential`` without its second backward pass.
+
+TF Privacy's fast path (``DPSequential`` with a layer registry) computes a DP-SGD step in
+two passes. Pass 1, a forward and a backward pass, records for each dense layer its input
+A (one row aᵢ per example) and the gradient G of Σᵢ wᵢℓᵢ at its pre-activation output
+(row gᵢ), and gets each example's gradient norm without forming it (ghost norm)::
+
+    ‖∇ᵢ‖² = Σ_layers ‖aᵢ‖²·‖gᵢ‖² + ‖gᵢ‖²        (kernel aᵢgᵢᵀ, bias gᵢ)
+
+Pass 2 weights each loss by cᵢ = min(1, C/‖∇ᵢ‖) and runs a second forward and backward
+pass to get Σᵢ cᵢ∇ᵢ. But pass 1 already holds everything that sum needs, per layer::
+
+    Σᵢ cᵢ·aᵢgᵢᵀ = Aᵀ·diag(c)·G        (kernel)        Σᵢ cᵢ·gᵢ = Gᵀc        (bias)
+
+``OnePassDPSequential`` does exactly that (the "book-keeping" trick of Bu et al., 2023,
+arXiv:2210.00038): pass 1 with TF Privacy's own registry functions, norms and clip
+weights, then the two products above, then TF Privacy's own noise. The result is the same
+clipped sum as TF Privacy's step (tested to float precision against it and against
+per-example gradients in NumPy); only the second forward and backward pass is gone.
+
+It applies when every trainable layer is a ``tf.keras.layers.Dense`` on 2-D inputs (all
+course models), the loss is mean-reduced, there are no microbatches and no regularisation
+losses; for anything else ``train_step`` is TF Privacy's own.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import tensorflow as tf
+import tensorflow_privacy
+from tensorflow_privacy.privacy.fast_gradient_clipping import clip_grads, gradient_clipping_utils
+
+#: Loss reductions that divide the summed loss by the number of rows P (a mean).
+_MEAN_REDUCTIONS = (tf.keras.losses.Reduction.AUTO, tf.keras.losses.Reduction.SUM_OVER_BATCH_SIZE)
+
+
+class OnePassDPSequential(tensorflow_privacy.DPSequential):
+    """``tensorflow_privacy.DPSequential`` whose fast clipping takes one backward pass.
+
+    Constructed exactly like ``DPSequential`` (with a ``layer_registry``). A step computes
+    ``(Σᵢ cᵢ·∇(wᵢℓᵢ) + N(0, σ²C²·I)) / P`` over the P rows it is given, cᵢ = min(1, C/‖∇ᵢ‖):
+    the same update as ``DPSequential.train_step`` (see the module docstring).
+    """
+
+    def one_pass_applies(self) -> bool:
+        """True when the one-pass step covers this model (else TF Privacy's step runs)."""
+        return (
+            self._enable_fast_peg_computation
+            and self._num_microbatches is None
+            and not self.losses
+            and self.loss.reduction in _MEAN_REDUCTIONS
+            and all(
+                type(layer) is tf.keras.layers.Dense and len(layer.input_shape) == 2
+                for layer in self.layers
+                if layer.trainable_variables
+            )
+        )
+
+    def train_step(self, data: Any) -> dict[str, tf.Tensor]:
+        """One DP-SGD step; the one-pass algorithm when ``one_pass_applies()``."""
+        if not self.one_pass_applies():
+            return super().train_step(data)
+        x, y, weights = tf.keras.utils.unpack_x_y_sample_weight(data)
+        y_pred, clipped_sum = self._clipped_gradient_sum(x, y, weights)
+        rows = tf.shape(y)[0]
+        grads = [g / tf.cast(rows, g.dtype) for g in clipped_sum]  # mean-reduced loss: / P
+        if self._noise_multiplier > 0:
+            grads = gradient_clipping_utils.add_aggregate_noise(
+                grads, rows, self._l2_norm_clip, self._noise_multiplier, loss_model=self
+            )
+        # The unclipped, noise-free loss for the progress display, as TF Privacy logs it.
+        self.compiled_loss(y, y_pred, sample_weight=weights)
+        self.optimizer.apply_gradients(zip(grads, self.trainable_variables, strict=True))
+        self.compiled_metrics.update_state(y, y_pred)
+        return {metric.name: metric.result() for metric in self.metrics}
+
+    def _clipped_gradient_sum(
+        self, x: tf.Tensor, y: tf.Tensor, weights: tf.Tensor | None
+    ) -> tuple[tf.Tensor, list[tf.Tensor]]:
+        """(predictions, Σᵢ cᵢ·∇(wᵢℓᵢ) per trainable variable) from one backward pass."""
+        tape = tf.GradientTape(persistent=True, watch_accessed_variables=False)
+        registry_fn = clip_grads.get_registry_generator_fn(tape, self._layer_registry)
+
+        def record_layer_input(layer: tf.keras.layers.Layer, args: Any, kwargs: Any) -> Any:
+            outputs, registered = registry_fn(layer, args, kwargs)
+            if registered is None:  # no trainable weights
+                return outputs, None
+            pre_activation, sqr_norm_fn, _ = registered
+            return outputs, (layer, args[0], pre_activation, sqr_norm_fn)
+
+        with tape:
+            y_pred, records = gradient_clipping_utils.model_forward_pass(
+                self, x, generator_fn=record_layer_input
+            )
+            summed_loss = tf.reduce_sum(self._per_example_loss(y, y_pred, weights))
+        records = [record for record in records if record is not None]
+        # G of every layer: the gradient of Σᵢ wᵢℓᵢ at its pre-activation output.
+        output_grads = tape.gradient(summed_loss, [record[2] for record in records])
+        squared_norms = tf.add_n(
+            [sqr_norm_fn(g) for (*_, sqr_norm_fn), g in zip(records, output_grads, strict=True)]
+        )
+        clip_weights = clip_grads.compute_clip_weights(self._l2_norm_clip, tf.sqrt(squared_norms))
+        by_variable = {}
+        for (layer, inputs, *_), g in zip(records, output_grads, strict=True):
+            weighted = g * clip_weights[:, tf.newaxis]  # diag(c)·G
+            by_variable[layer.kernel.ref()] = tf.matmul(inputs, weighted, transpose_a=True)
+            if layer.use_bias:
+                by_variable[layer.bias.ref()] = tf.reduce_sum(weighted, axis=0)
+        return y_pred, [by_variable[v.ref()] for v in self.trainable_variables]
+
+    def _per_example_loss(
+        self, y: tf.Tensor, y_pred: tf.Tensor, weights: tf.Tensor | None
+    ) -> tf.Tensor:
+        """wᵢℓᵢ for each row: the compiled loss without its reduction (as TF Privacy does)."""
+        config = self.loss.get_config()
+        config["reduction"] = tf.keras.losses.Reduction.NONE
+        return self.loss.from_config(config)(y, y_pred, weights)

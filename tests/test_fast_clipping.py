@@ -1,0 +1,149 @@
+"""Tests for dpcourse.fast_clipping: TF Privacy's clipped update, with one backward pass.
+
+The one-pass step must give TF Privacy's own ``DPSequential`` update (path "twopass")
+to float precision, on batches where some examples are clipped and some are not, and
+must do no more matrix products than a non-private step. (tests/test_training.py also
+checks it against per-example gradients in NumPy, and its noise.)
+"""
+
+from __future__ import annotations
+
+import collections
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from tensorflow_privacy.privacy.fast_gradient_clipping import clip_grads
+
+from dpcourse import training
+from dpcourse.fast_clipping import OnePassDPSequential
+from dpcourse.models import model_layers
+from dpcourse.training import TrainConfig, with_changes
+
+N_FEATURES = 6
+B, P = 16, 24  # expected and padded batch size
+
+
+def _batch():
+    """P rows, 8 of them padding (weight 0); a few fraud rows with class weight 3."""
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(P, N_FEATURES)).astype(np.float32) * 2
+    y = (rng.random((P, 1)) < 0.3).astype(np.float32)
+    w = np.where(y[:, 0] == 1, 3.0, 1.0).astype(np.float32)
+    w[B:] = 0.0
+    return x, y, w
+
+
+def _frozen_middle_layers():
+    """A Dense without bias, then a frozen Dense: both must be handled like Keras does."""
+    frozen = tf.keras.layers.Dense(4, activation="tanh", trainable=False)
+    return [
+        tf.keras.Input(shape=(N_FEATURES,)),
+        tf.keras.layers.Dense(5, activation="relu", use_bias=False),
+        frozen,
+        tf.keras.layers.Dense(1),
+    ]
+
+
+LAYERS = {
+    "mlp": lambda: model_layers("mlp", N_FEATURES, (8, 4), seed=1),
+    "logistic": lambda: model_layers("logistic", N_FEATURES, seed=1),
+    "no bias, frozen layer": _frozen_middle_layers,
+}
+
+
+def _config(path: str, clip: float = 1.0) -> TrainConfig:
+    return TrainConfig(
+        batch_size=B,
+        noise_multiplier=0.0,
+        l2_norm_clip=clip,
+        path=path,
+        optimizer="sgd",
+        learning_rate=1.0,
+    )
+
+
+def _median_gradient_norm(model: tf.keras.Model, x, y, w) -> float:
+    """The median per-example gradient norm of the real rows, by TF Privacy's ghost norms."""
+    norms = clip_grads.compute_gradient_norms(model, model._layer_registry, x, y, w)
+    return float(np.median(norms.numpy()[:B]))
+
+
+@pytest.mark.parametrize("layers", LAYERS)
+def test_one_pass_step_equals_tf_privacy_two_pass_step(layers):
+    x, y, w = _batch()
+    tf.keras.utils.set_random_seed(0)
+    one_pass = training.compile_model(_config("fast"), N_FEATURES, 0.0, P, layers=LAYERS[layers]())
+    assert isinstance(one_pass, OnePassDPSequential) and one_pass.one_pass_applies()
+    clip = _median_gradient_norm(one_pass, x, y, w)  # half the examples get clipped
+    one_pass = training.compile_model(
+        _config("fast", clip), N_FEATURES, 0.0, P, layers=LAYERS[layers]()
+    )
+    two_pass = training.compile_model(
+        _config("twopass", clip), N_FEATURES, 0.0, P, layers=LAYERS[layers]()
+    )
+    assert type(two_pass) is not OnePassDPSequential
+    two_pass.set_weights(one_pass.get_weights())
+    start = one_pass.get_weights()
+
+    for model in (one_pass, two_pass):
+        model.train_on_batch(x, y, sample_weight=w)
+    for before, fast, reference in zip(
+        start, one_pass.get_weights(), two_pass.get_weights(), strict=True
+    ):
+        np.testing.assert_allclose(fast - before, reference - before, rtol=1e-5, atol=1e-7)
+    moved = max(np.abs(a - b).max() for a, b in zip(two_pass.get_weights(), start, strict=True))
+    assert moved > 1e-3  # the step did something
+
+
+def _matmul_count(model: tf.keras.Model) -> int:
+    """Matrix products in the model's traced train step (nested functions included)."""
+    x, y, w = _batch()
+    spec = tf.data.IteratorSpec(tf.data.Dataset.from_tensors((x, y, w)).element_spec)
+    graph = model.make_train_function().get_concrete_function(spec).graph
+    counts: collections.Counter[str] = collections.Counter()
+    graphs = [graph]
+    while graphs:
+        g = graphs.pop()
+        counts.update(op.type for op in g.get_operations())
+        graphs.extend(f.graph for f in g._functions.values() if hasattr(f, "graph"))
+    return counts["MatMul"]
+
+
+def test_one_pass_step_does_the_matrix_products_of_a_non_private_step():
+    # MLP with 3 dense layers: 3 forward products, 2 backward to the layer inputs, 3 weight
+    # gradients = 8, whether private (one pass) or not. TF Privacy's step adds a second
+    # forward and backward pass (5 more).
+    counts = {
+        path: _matmul_count(training.compile_model(config, N_FEATURES, 0.0, P))
+        for path, config in {
+            "non-private": with_changes(_config("fast"), private=False),
+            "fast": _config("fast"),
+            "twopass": _config("twopass"),
+        }.items()
+    }
+    assert counts == {"non-private": 8, "fast": 8, "twopass": 13}
+
+
+def test_one_pass_defers_to_tf_privacy_where_it_does_not_apply():
+    microbatched = with_changes(_config("fast"), sampling="shuffle", microbatches=4)
+    assert not training.compile_model(microbatched, N_FEATURES, 0.0, B).one_pass_applies()
+
+    sequence_input = [
+        tf.keras.Input(shape=(3, N_FEATURES)),
+        tf.keras.layers.Dense(2),  # a dense layer on 3-D input: per-row products differ
+        tf.keras.layers.Flatten(),
+        tf.keras.layers.Dense(1),
+    ]
+    model = training.compile_model(_config("fast"), N_FEATURES, 0.0, P, layers=sequence_input)
+    assert not model.one_pass_applies()
+
+    normalised = [
+        tf.keras.Input(shape=(N_FEATURES,)),
+        tf.keras.layers.Dense(3),
+        tf.keras.layers.LayerNormalization(),
+        tf.keras.layers.Dense(1),
+    ]
+    with pytest.warns(training.FastClippingFallbackWarning):
+        model = training.compile_model(_config("fast"), N_FEATURES, 0.0, P, layers=normalised)
+    assert not model.one_pass_applies()

@@ -12,11 +12,12 @@ pass to get Σᵢ cᵢ∇ᵢ. But pass 1 already holds everything that sum needs
 
     Σᵢ cᵢ·aᵢgᵢᵀ = Aᵀ·diag(c)·G        (kernel)        Σᵢ cᵢ·gᵢ = Gᵀc        (bias)
 
-``OnePassDPSequential`` does exactly that (the "book-keeping" trick of Bu et al., 2023,
-arXiv:2210.00038): pass 1 with TF Privacy's own registry functions, norms and clip
-weights, then the two products above, then TF Privacy's own noise. The result is the same
-clipped sum as TF Privacy's step (tested to float precision against it and against
-per-example gradients in NumPy); only the second forward and backward pass is gone.
+``OnePassDPSequential`` does exactly that (the "book-keeping" algorithm of Bu, Wang, Zha
+and Karypis, ICML 2023, arXiv:2210.00038): pass 1 with TF Privacy's own registry
+functions, norms and clip weights, then the two products above, then TF Privacy's own
+noise. The result is the same clipped sum as TF Privacy's step (tested to float precision
+against it and against per-example gradients in NumPy); only the second forward and
+backward pass is gone.
 
 It applies when every trainable layer is a ``tf.keras.layers.Dense`` on 2-D inputs (all
 course models), the loss is mean-reduced, there are no microbatches and no regularisation
@@ -49,6 +50,7 @@ class OnePassDPSequential(tensorflow_privacy.DPSequential):
             self._enable_fast_peg_computation
             and self._num_microbatches is None
             and not self.losses
+            and isinstance(self.loss, tf.keras.losses.Loss)
             and self.loss.reduction in _MEAN_REDUCTIONS
             and all(
                 type(layer) is tf.keras.layers.Dense and len(layer.input_shape) == 2

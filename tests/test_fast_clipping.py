@@ -14,6 +14,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from tensorflow_privacy.privacy.fast_gradient_clipping import clip_grads
+from tensorflow_privacy.privacy.fast_gradient_clipping.layer_registry import (
+    make_default_layer_registry,
+)
 
 from dpcourse import training
 from dpcourse.fast_clipping import OnePassDPSequential
@@ -147,3 +150,12 @@ def test_one_pass_defers_to_tf_privacy_where_it_does_not_apply():
     with pytest.warns(training.FastClippingFallbackWarning):
         model = training.compile_model(_config("fast"), N_FEATURES, 0.0, P, layers=normalised)
     assert not model.one_pass_applies()
+
+    named_loss = OnePassDPSequential(
+        l2_norm_clip=1.0,
+        noise_multiplier=0.0,
+        layer_registry=make_default_layer_registry(),
+        layers=model_layers("mlp", N_FEATURES, (4,)),
+    )
+    named_loss.compile(optimizer="sgd", loss="binary_crossentropy")  # a name, not a Loss
+    assert not named_loss.one_pass_applies()

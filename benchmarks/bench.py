@@ -1,20 +1,24 @@
-"""How fast is dpcourse? Four measurements, each row checked against its target.
+"""How fast is dpcourse? Five measurements, each row checked against its target.
 
 1. **paths**: one epoch of the course MLP on the course data (90,000 training rows) with
    each training path, at batch sizes 256 and 1024, Poisson sampling, as a ratio to
-   non-private training on the same batches. Every path gets one warm-up epoch (tracing,
-   XLA compilation); then the paths are timed in turn, repetition after repetition, in one
-   process, and each reports its median. The per-example "optimizer" and "vectorized"
+   non-private training on the same batches. Every path gets a warm-up (tracing, XLA
+   compilation); then the paths are timed in turn, repetition after repetition, in one
+   process, each on the second epoch of a two-epoch ``fit``, and each reports its median. The per-example "optimizer" and "vectorized"
    paths take tens of seconds per epoch, so they are timed on their first
    ``SUBSET_STEPS`` steps and scaled to the epoch's step count.
    Target: the default "fast" path within 1.3× of non-private at B = 256, 1.2× at 1024.
-2. **cli**: ``python -m dpcourse train --json`` with ``--no-dp`` against the default DP
-   run: ``train_seconds`` (every training step; targets as in part 1), the one-off
-   ``compile_seconds`` (tracing the train step) and their sum, and the wall time of the
-   default ``--target-epsilon 1`` run end to end (target: 60 s).
-3. **calibration**: ``accounting.noise_multiplier_for_epsilon`` for 20 epochs of 200,000
+2. **steps**: the train step alone (non-private, TF Privacy's two-pass ghost-norm step,
+   the course's one-pass step), called as a compiled function on one batch: where the
+   per-epoch difference comes from, without ``fit``'s loop.
+3. **cli**: ``python -m dpcourse train --json`` with ``--no-dp`` against the default DP
+   run, both in the default configuration but for the batch size: ``train_seconds``
+   (every training step; targets as in part 1), the one-off ``compile_seconds`` (tracing
+   the train step) and their sum, and the wall time of the default ``--target-epsilon 1``
+   run end to end (target: 60 s).
+4. **calibration**: ``accounting.noise_multiplier_for_epsilon`` for 20 epochs of 200,000
    examples at batch 256, δ = 1e-6 (targets: 0.5 s with RDP, 5 s with PLD).
-4. **course**: every lesson executed top to bottom in a fresh kernel, one after another
+5. **course**: every lesson executed top to bottom in a fresh kernel, one after another
    (targets: 60 s and 1.5 GiB each, 6 minutes for the whole course).
 
 Run ``make bench`` or ``python benchmarks/bench.py [--parts ...] [--repeats N] [--out PATH]``:
@@ -65,7 +69,6 @@ PATHS: tuple[tuple[str, str | None], ...] = (
 PER_EXAMPLE_PATHS = ("optimizer", "vectorized")
 SUBSET_STEPS = 20
 MIN_REPEATS = 5
-CLI_EPOCHS = 5
 CLI_REPEATS = 5
 CLI_TARGET_SECONDS = 60.0
 CALIBRATION_RUN = {"n_examples": 200_000, "batch_size": 256, "epochs": 20, "delta": 1e-6}
@@ -132,10 +135,12 @@ def epoch_timer(
     """A function timing one epoch on ``path`` (None: non-private), and what it times.
 
     It returns (wall seconds, process CPU seconds) from the start to the end of the epoch,
-    as ``TrainResult.history["seconds"]`` counts it (without ``fit``'s own set-up). The
-    model and its Poisson batches are built with ``dpcourse.training`` as ``train`` builds
-    them (σ = 1), and one warm-up epoch has run. Per-example paths run ``SUBSET_STEPS``
-    steps, their times scaled by (steps per epoch) / ``SUBSET_STEPS``.
+    as ``TrainResult.history["seconds"]`` counts it. Each call fits two epochs and times
+    the second, as in a longer ``train`` run: the first epoch of every ``fit`` call also
+    starts its data iterator, which costs the same on every path and would dilute the
+    ratios. The model and its Poisson batches are built with ``dpcourse.training`` as
+    ``train`` builds them (σ = 1), and one warm-up call has run. Per-example paths run
+    ``SUBSET_STEPS`` steps, their times scaled by (steps per epoch) / ``SUBSET_STEPS``.
     """
     import numpy as np
     import tensorflow as tf
@@ -154,7 +159,8 @@ def epoch_timer(
     steps = SUBSET_STEPS if path in PER_EXAMPLE_PATHS else epoch_steps
     rng = np.random.default_rng(0)
     indices, weights = training.poisson_batches(split.n_train, batch_size, steps, rng)
-    dataset = training.make_dataset(split.x_train, split.y_train, indices, weights)
+    twice = (np.tile(a, (2, 1)) for a in (indices, weights))
+    dataset = training.make_dataset(split.x_train, split.y_train, *twice)
     model = training.compile_model(
         config, split.n_features, config.noise_multiplier or 0.0, indices.shape[1]
     )
@@ -166,8 +172,8 @@ def epoch_timer(
 
     def epoch() -> tuple[float, float]:
         clock.clear()
-        model.fit(dataset, epochs=1, steps_per_epoch=steps, verbose=0, callbacks=[stopwatch])
-        (wall_0, cpu_0), (wall_1, cpu_1) = clock
+        model.fit(dataset, epochs=2, steps_per_epoch=steps, verbose=0, callbacks=[stopwatch])
+        (wall_0, cpu_0), (wall_1, cpu_1) = clock[2:]  # the second epoch
         return (wall_1 - wall_0) * epoch_steps / steps, (cpu_1 - cpu_0) * epoch_steps / steps
 
     epoch()
@@ -216,7 +222,8 @@ def paths_table(repeats: int) -> Table:
     return Table(
         title="1. One epoch per training path (course MLP, 90,000 rows, Poisson sampling)",
         note=(
-            f"Median of {repeats} interleaved repetitions after a warm-up epoch per path; "
+            f"Median of {repeats} interleaved repetitions after a warm-up per path, each the "
+            "second epoch of a two-epoch `fit` (the first also starts the data iterator); "
             "σ = 1 (σ = 0 on `xla`, which refuses noise because XLA's random numbers ignore "
             "the seed; the noise is one Gaussian draw per step), Adam. Every path, "
             "non-private included, trains on the same Poisson "
@@ -239,7 +246,80 @@ def paths_table(repeats: int) -> Table:
     )
 
 
-# ---------------------------------------------------------------- 2. cli
+# ---------------------------------------------------------------- 2. steps
+
+#: (label, TrainConfig.path or None for non-private) of the ghost-norm steps compared.
+STEP_PATHS: tuple[tuple[str, str | None], ...] = (
+    ("non-private", None),
+    ("TF Privacy's two-pass step (`twopass`)", "twopass"),
+    ("one pass (`fast`, default)", "fast"),
+)
+STEP_CALLS = 150
+
+
+def steps_table(repeats: int) -> Table:
+    """Part 2: milliseconds per train step, called directly as a compiled function."""
+    import numpy as np
+
+    from dpcourse import training
+    from dpcourse.data import load_split
+
+    split = load_split()
+    rows = []
+    for batch_size in BATCH_SIZES:
+        rng = np.random.default_rng(0)
+        indices, weights = training.poisson_batches(split.n_train, batch_size, 1, rng)
+        repeated = (np.repeat(a, STEP_CALLS * (repeats + 1), axis=0) for a in (indices, weights))
+        dataset = training.make_dataset(split.x_train, split.y_train, *repeated)
+        steps = {}
+        for _, path in STEP_PATHS:
+            config = training.TrainConfig(
+                private=path is not None,
+                noise_multiplier=None if path is None else 1.0,
+                batch_size=batch_size,
+                path=path or "fast",
+            )
+            model = training.compile_model(
+                config, split.n_features, config.noise_multiplier or 0.0, indices.shape[1]
+            )
+            step, iterator = model.make_train_function(), iter(dataset)
+            for _ in range(STEP_CALLS):  # warm-up: tracing, graph optimisation, caches
+                step(iterator)
+            steps[path] = (step, iterator)
+        samples: dict[str | None, list[float]] = {path: [] for _, path in STEP_PATHS}
+        for _ in range(repeats):
+            for path, (step, iterator) in steps.items():
+                started = time.perf_counter()
+                for _ in range(STEP_CALLS):
+                    step(iterator)
+                samples[path].append((time.perf_counter() - started) / STEP_CALLS)
+        base = statistics.median(samples[None])
+        for label, path in STEP_PATHS:
+            ms = statistics.median(samples[path])
+            rows.append(
+                (
+                    str(batch_size),
+                    str(indices.shape[1]),
+                    label,
+                    f"{ms * 1e3:.3f}",
+                    f"{ms / base:.2f}×",
+                )
+            )
+    return Table(
+        title="2. One train step of the ghost-norm paths (same batch, compiled)",
+        note=(
+            f"Each train step called directly, {STEP_CALLS} calls per repetition, median of "
+            f"{repeats} interleaved repetitions after {STEP_CALLS} warm-up calls; one padded "
+            "Poisson batch of P rows, σ = 1, Adam. Without `fit`'s loop and callbacks this "
+            "isolates the step itself: the one-pass step saves TF Privacy's second forward "
+            "and backward pass (see `benchmarks/README.md`)."
+        ),
+        header=("B", "P", "step", "ms / step", "× non-private"),
+        rows=rows,
+    )
+
+
+# ---------------------------------------------------------------- 3. cli
 
 
 def run_cli(*args: str) -> tuple[dict, float]:
@@ -254,10 +334,10 @@ def run_cli(*args: str) -> tuple[dict, float]:
 
 
 def cli_table() -> Table:
-    """Part 2: the CLI's ``train_seconds`` with and without DP, and one default run's wall time."""
+    """Part 3: the CLI's ``train_seconds`` with and without DP, and one default run's wall time."""
     runs = {"default": ["--target-epsilon", "1"]}
     for b in BATCH_SIZES:
-        shape = ["--batch-size", str(b), "--epochs", str(CLI_EPOCHS)]
+        shape = ["--batch-size", str(b)]  # every other setting the default (16 epochs)
         runs[f"{b} no-dp"], runs[f"{b} dp"] = [*shape, "--no-dp"], shape
     samples: dict[str, list[tuple[dict, float]]] = {key: [] for key in runs}
     for _ in tqdm(range(CLI_REPEATS), desc="CLI repetitions", file=sys.stderr):
@@ -269,7 +349,7 @@ def cli_table() -> Table:
 
     rows = []
     for b in BATCH_SIZES:
-        command = f"`train --batch-size {b} --epochs {CLI_EPOCHS}`"
+        command = f"`train --batch-size {b}`"
         for measures, limit in (
             (("train_seconds",), FAST_PATH_TARGETS[b]),
             (("compile_seconds",), None),
@@ -302,22 +382,25 @@ def cli_table() -> Table:
         )
     )
     return Table(
-        title="2. The command line (`python -m dpcourse train --json`)",
+        title="3. The command line (`python -m dpcourse train --json`)",
         note=(
-            f"Median of {CLI_REPEATS} interleaved runs. `train_seconds` times `model.fit`: "
-            "every training step. `compile_seconds` is the one-off tracing of the train "
-            "step, done before `fit`; it does not grow with the number of steps and is "
-            "larger for DP, whose step also computes per-example gradient norms, so the "
-            "sum's ratio shrinks towards the `train_seconds` ratio on longer runs. The wall "
-            "time includes starting Python, importing TensorFlow, loading the data, "
-            "calibrating σ and evaluating."
+            f"Median of {CLI_REPEATS} interleaved runs, each in the default configuration "
+            "(16 epochs, Poisson sampling) but for the batch size. `train_seconds` times "
+            "`model.fit`: every training step, and the one-off first call of the traced "
+            "step (TensorFlow optimises the graph then, about 0.1 s, a little more for the "
+            "larger DP graph). `compile_seconds` is the one-off tracing of the train step, "
+            "done before `fit`; it does not grow with the number of steps and is larger for "
+            "DP, whose step also computes per-example gradient norms, so the sum's ratio "
+            "shrinks towards the `train_seconds` ratio on longer runs. The wall time "
+            "includes starting Python, importing TensorFlow, loading the data, calibrating "
+            "σ and evaluating."
         ),
         header=("command", "measure", "value", "target", "verdict"),
         rows=rows,
     )
 
 
-# ---------------------------------------------------------------- 3. calibration
+# ---------------------------------------------------------------- 4. calibration
 
 
 def reference_epsilon(sigma: float, accountant: str) -> float:
@@ -337,7 +420,7 @@ def reference_epsilon(sigma: float, accountant: str) -> float:
 
 
 def calibration_table(repeats: int) -> Table:
-    """Part 3: seconds to calibrate σ to a target ε, per accountant and target."""
+    """Part 4: seconds to calibrate σ to a target ε, per accountant and target."""
     from dpcourse import accounting
 
     def calibrate(accountant: str, target: float) -> tuple[float, float]:
@@ -369,7 +452,7 @@ def calibration_table(repeats: int) -> Table:
         )
     run = CALIBRATION_RUN
     return Table(
-        title="3. Calibrating σ to a target ε (`accounting.noise_multiplier_for_epsilon`)",
+        title="4. Calibrating σ to a target ε (`accounting.noise_multiplier_for_epsilon`)",
         note=(
             f"{run['epochs']} epochs of {run['n_examples']:,} examples at batch "
             f"{run['batch_size']}, δ = {run['delta']:g}, Poisson sampling; median of "
@@ -382,11 +465,11 @@ def calibration_table(repeats: int) -> Table:
     )
 
 
-# ---------------------------------------------------------------- 4. course
+# ---------------------------------------------------------------- 5. course
 
 
 def course_table() -> Table:
-    """Part 4: wall time and kernel peak RSS of every lesson, run one after another."""
+    """Part 5: wall time and kernel peak RSS of every lesson, run one after another."""
     from dpcourse import course
 
     rows, total, failures = [], 0.0, 0
@@ -420,7 +503,7 @@ def course_table() -> Table:
         )
     )
     return Table(
-        title="4. The course: every lesson in a fresh kernel",
+        title="5. The course: every lesson in a fresh kernel",
         note=(
             "`course.execute_notebook`, one lesson after another, before the other parts "
             "(see `RUN_ORDER`); peak RSS of the kernel. A cell running longer than "
@@ -433,11 +516,11 @@ def course_table() -> Table:
 
 # ---------------------------------------------------------------- main
 
-PARTS = ("paths", "cli", "calibration", "course")
+PARTS = ("paths", "steps", "cli", "calibration", "course")
 #: The lessons run first: a kernel's peak RSS, as ``getrusage`` reports it, includes the
 #: peak of the process that started it, so they must be measured before this one loads
 #: TensorFlow and the training paths (about 1.7 GiB).
-RUN_ORDER = ("course", "paths", "cli", "calibration")
+RUN_ORDER = ("course", "paths", "steps", "cli", "calibration")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -452,6 +535,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     header = machine_description()
     build = {
         "paths": lambda: paths_table(args.repeats),
+        "steps": lambda: steps_table(args.repeats),
         "cli": cli_table,
         "calibration": lambda: calibration_table(args.repeats),
         "course": course_table,

@@ -4,9 +4,10 @@
    each training path, at batch sizes 256 and 1024, Poisson sampling, as a ratio to
    non-private training on the same batches. Every path gets a warm-up (tracing, XLA
    compilation); then the paths are timed in turn, repetition after repetition, in one
-   process, each on the second epoch of a two-epoch ``fit``, and each reports its median. The per-example "optimizer" and "vectorized"
-   paths take tens of seconds per epoch, so they are timed on their first
-   ``SUBSET_STEPS`` steps and scaled to the epoch's step count.
+   process, each on the second epoch of a two-epoch ``fit``, and each reports its median.
+   The per-example "optimizer" and "vectorized" paths take tens of seconds per epoch, so
+   they are timed on their first ``SUBSET_STEPS`` steps and scaled to the epoch's step
+   count.
    Target: the default "fast" path within 1.3× of non-private at B = 256, 1.2× at 1024.
 2. **steps**: the train step alone (non-private, TF Privacy's two-pass ghost-norm step,
    the course's one-pass step), called as a compiled function on one batch: where the

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
 import subprocess
@@ -280,3 +281,20 @@ def test_audit_finds_memorisation_without_dp_and_respects_epsilon_with_dp(capsys
     assert plain["epsilon_lower_bound"] > 0.5, "an overfit model must be caught leaking"
     assert private["epsilon_lower_bound"] <= private["epsilon"]
     assert private["attack_advantage"] < plain["attack_advantage"]
+
+
+@pytest.mark.parametrize("command", ["train", "audit"])
+def test_training_choices_match_the_library(command):
+    # The CLI spells its choices out (it imports TensorFlow only when a command runs), so
+    # check that they never drift from what TrainConfig accepts.
+    from dpcourse import models, training
+    from dpcourse.cli import build_parser
+
+    subparsers = next(
+        a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)
+    )
+    options = {a.dest: a.choices for a in subparsers.choices[command]._actions if a.choices}
+    assert set(options["path"]) == set(training.PATHS)
+    assert set(options["sampling"]) == set(training.SAMPLINGS)
+    assert set(options["accountant"]) == set(training.ACCOUNTANTS)
+    assert set(options["model"]) == set(models.MODEL_KINDS)

@@ -1,13 +1,24 @@
-"""The course as a whole: lesson list, instructor edition, the executed and rendered book."""
+"""The course as a whole: lesson list, instructor edition, the executed and rendered book.
+
+The lesson list and the instructor edition of a notebook are in the package
+(``dpcourse.course``); writing the editions, executing and rendering the book are the
+authoring tools in ``tools/course_build.py``.
+"""
 
 from __future__ import annotations
 
 import json
+import sys
+from pathlib import Path
 
 import nbformat
 import pytest
 
 from dpcourse import course, exercises
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tools"))
+import course_build  # noqa: E402
 
 
 def _learner_notebook() -> nbformat.NotebookNode:
@@ -67,18 +78,21 @@ def test_broken_links_are_found(tmp_path):
         ' <a href="a.html#nope">bad anchor</a> <a href="https://example.org">external</a>'
     )
     (tmp_path / "a.html").write_text('<h1 id="x">A</h1>')
-    assert course.broken_links(tmp_path) == ["index.html -> b.html", "index.html -> a.html#nope"]
+    assert course_build.broken_links(tmp_path) == [
+        "index.html -> b.html",
+        "index.html -> a.html#nope",
+    ]
 
 
 @pytest.mark.slow
 def test_book_builds_from_the_instructor_edition_and_every_exercise_passes(tmp_path):
     """`make book`: executes every lesson's instructor edition (any error fails), renders
     HTML with solutions folded, an index in lesson order, and no broken internal link."""
-    report = course.build_book(tmp_path / "book")
+    report = course_build.build_book(tmp_path / "book")
     index = (tmp_path / "book" / "index.html").read_text()
     positions = [index.index(lesson.html_name) for lesson in course.lessons()]
     assert positions == sorted(positions)
-    assert course.broken_links(tmp_path / "book") == []
+    assert course_build.broken_links(tmp_path / "book") == []
     for lesson in course.lessons():
         page = (tmp_path / "book" / lesson.html_name).read_text()
         assert '<details class="dpcourse-solution">' in page
@@ -115,7 +129,7 @@ def test_section_seconds_adds_cell_times_per_section():
             "iopub.execute_input": f"2026-01-01T{start}Z",
             "shell.execute_reply": f"2026-01-01T{end}Z",
         }
-    assert course.section_seconds(nb) == [("1 · First", 3.5), ("2 · Second", 0.25)]
+    assert course_build.section_seconds(nb) == [("1 · First", 3.5), ("2 · Second", 0.25)]
 
 
 def test_execute_notebook_measures_the_kernels_own_peak_memory(tmp_path):
@@ -129,7 +143,7 @@ def test_execute_notebook_measures_the_kernels_own_peak_memory(tmp_path):
     ]
     path = tmp_path / "alloc.ipynb"
     nbformat.write(nb, path)
-    run = course.execute_notebook(path, cwd=tmp_path, timeout=120)
+    run = course_build.execute_notebook(path, cwd=tmp_path, timeout=120)
     assert 200e6 <= run.peak_rss_bytes < 550e6
     assert len(run.notebook.cells) == 1, "the probe cell is removed"
     del ballast

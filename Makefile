@@ -86,7 +86,8 @@ $(DATA): | $(STAMP)
 
 # .venv with Python 3.11 and the runtime lock. Python 3.11 comes from, in order: an
 # existing .venv; PYTHON if it is 3.11; uv (from PATH, or installed into .uv-bootstrap/
-# with any python3), which finds a 3.11 on the machine or downloads a managed one.
+# with PYTHON or python3, whatever version), which finds a 3.11 on the machine (pyenv,
+# system, conda) or downloads a managed CPython 3.11 (needs internet, once).
 $(STAMP): $(RUNTIME_LOCK) pyproject.toml
 	@if [ -x $(PY) ] && $(PY) $(IS_PY311); then :; \
 	elif [ -n "$(PYTHON)" ] && $(PYTHON) $(IS_PY311) 2>/dev/null; then \
@@ -96,7 +97,7 @@ $(STAMP): $(RUNTIME_LOCK) pyproject.toml
 			"(first run only)."; \
 		uv=$$(command -v uv 2>/dev/null); \
 		if [ -z "$$uv" ]; then \
-			boot="$(BOOTSTRAP_PYTHON)"; [ -n "$$boot" ] || boot="$(PYTHON)"; \
+			boot="$(PYTHON)"; [ -n "$$boot" ] || boot="$(BOOTSTRAP_PYTHON)"; \
 			if [ -z "$$boot" ]; then \
 				echo "No python3 either. Install uv (https://docs.astral.sh/uv/) or Python 3.11," \
 					"or use the Binder badge in README.md."; exit 1; fi; \

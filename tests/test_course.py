@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from pathlib import Path
 
 import nbformat
@@ -147,3 +148,51 @@ def test_execute_notebook_measures_the_kernels_own_peak_memory(tmp_path):
     assert 200e6 <= run.peak_rss_bytes < 550e6
     assert len(run.notebook.cells) == 1, "the probe cell is removed"
     del ballast
+
+
+@pytest.mark.slow
+def test_a_lost_wakeup_on_the_shell_socket_costs_one_poll_slice_not_the_cell_timeout():
+    """The book build's stall, reproduced: with the shell socket's event-loop reader gone
+    (a lost wake-up), nbclient's stock client gets the reply only when pyzmq's poll times
+    out, i.e. after exactly the cell timeout, and then goes on; the course's client polls
+    in slices and gets it within one slice."""
+    from nbclient import NotebookClient
+
+    def run(client_class: type, timeout: int) -> tuple[float, nbformat.NotebookNode]:
+        nb = nbformat.v4.new_notebook()
+        nb.cells = [
+            nbformat.v4.new_code_cell("1 + 1"),
+            nbformat.v4.new_code_cell("import time; time.sleep(1); 'done'"),
+        ]
+        lost = {}
+
+        def lose_wakeups(cell, cell_index):
+            if cell_index == 1:
+                lost["socket"] = client.kc.shell_channel.socket
+                lost["socket"]._clear_io_state()  # no reader: the next wake-up is lost
+
+        def restore(cell, cell_index, execute_reply):
+            if cell_index == 1:
+                lost["socket"]._init_io_state(lost["socket"]._current_loop)
+
+        client = client_class(
+            nb,
+            timeout=timeout,
+            kernel_name="python3",
+            on_cell_execute=lose_wakeups,
+            on_cell_executed=restore,
+        )
+        started = time.perf_counter()
+        client.execute()
+        return time.perf_counter() - started, nb
+
+    stock_seconds, stock_nb = run(NotebookClient, timeout=15)
+    course_seconds, course_nb = run(course_build._course_client_class(), timeout=15)
+    for nb in (stock_nb, course_nb):
+        assert nb.cells[1].outputs[0]["data"]["text/plain"] == "'done'"
+    assert stock_seconds >= 15, "stock nbclient waits out the cell timeout, then goes on"
+    assert course_seconds < 15 - 2 * course_build.POLL_SLICE
+    print(
+        f"\nlost wake-up: stock nbclient {stock_seconds:.1f} s, "
+        f"course client {course_seconds:.1f} s"
+    )

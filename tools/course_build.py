@@ -30,6 +30,7 @@ import time
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import nbformat
 
@@ -62,6 +63,54 @@ def build_instructor_edition(out_dir: Path, directory: Path = NOTEBOOKS) -> list
     return written
 
 
+#: Longest single wait on a kernel channel, in seconds (the cell timeout still applies).
+POLL_SLICE = 2.0
+
+
+def _poll_in_slices(channel: Any) -> None:
+    """Make ``channel.get_msg(timeout=T)`` wait in slices of :data:`POLL_SLICE` seconds.
+
+    Why: nbclient waits for a cell's ``execute_reply`` with one ``get_msg(timeout=cell
+    timeout)`` on pyzmq's asyncio socket, which is woken by an edge-triggered file
+    descriptor. When that wake-up is lost, the reply sits in the socket until pyzmq's
+    poll times out and polls once more: the cell "stalls" for exactly the cell timeout
+    (600 s) and then goes on, as the book build did after lesson 03's widget cell. Every
+    new ``poll`` first asks the socket directly whether a message is waiting, so polling
+    in slices bounds the cost of a lost wake-up to one slice, without changing which
+    messages are read or the overall timeout.
+    """
+    from queue import Empty
+
+    get_msg = channel.get_msg
+
+    async def sliced_get_msg(timeout: float | None = None) -> dict:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            try:
+                return await get_msg(timeout=POLL_SLICE if left is None else min(left, POLL_SLICE))
+            except Empty:
+                if left is not None and left <= POLL_SLICE:
+                    raise
+
+    channel.get_msg = sliced_get_msg
+
+
+def _course_client_class() -> type:
+    from nbclient import NotebookClient
+
+    class CourseClient(NotebookClient):
+        """nbclient's NotebookClient whose shell and iopub waits poll in slices."""
+
+        async def async_start_new_kernel_client(self) -> Any:
+            kc = await super().async_start_new_kernel_client()
+            _poll_in_slices(kc.shell_channel)
+            _poll_in_slices(kc.iopub_channel)
+            return kc
+
+    return CourseClient
+
+
 @dataclass(frozen=True)
 class Execution:
     """An executed notebook with its wall time (s) and the kernel's peak RSS (bytes)."""
@@ -80,11 +129,9 @@ def execute_notebook(
     RSS is the kernel's, read by one extra cell that is removed from the returned notebook
     (VmHWM on Linux). ``env`` adds environment variables for the kernel.
     """
-    from nbclient import NotebookClient
-
     nb = nbformat.read(path, as_version=4)
     nb.cells.append(nbformat.v4.new_code_cell(_PEAK_RSS_PROBE))
-    client = NotebookClient(
+    client = _course_client_class()(
         nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(cwd)}}
     )
     started = time.perf_counter()

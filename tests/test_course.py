@@ -7,7 +7,9 @@ authoring tools in ``tools/course_build.py``.
 
 from __future__ import annotations
 
+import html
 import json
+import re
 import sys
 import time
 from pathlib import Path
@@ -99,6 +101,12 @@ def test_book_builds_from_the_instructor_edition_and_every_exercise_passes(tmp_p
         assert '<details class="dpcourse-solution">' in page
         assert "Traceback" not in page
         assert "Unable to register cuDNN" not in page, "the course kernel hides TF's C++ log"
+        images = re.findall(r"<img\b[^>]*>", page)
+        no_alt = [img[:80] for img in images if not re.search(r"""\balt=(["'])[^"']{20,}""", img)]
+        assert images and not no_alt, f"{lesson.html_name}: figures without alt text: {no_alt}"
+        assert 'href="index.html">Contents</a>' in page
+        for anchor, _ in course_build.sections(page):
+            assert f'href="{lesson.html_name}#{html.escape(anchor)}"' in index, "every section"
     passed = exercises.progress()
     total = passed["total"].sum()
     assert total > 0 and (passed["passed"] == passed["total"]).all(), passed
@@ -112,6 +120,46 @@ def test_book_builds_from_the_instructor_edition_and_every_exercise_passes(tmp_p
         )
         assert figures >= 2, f"lesson {number} shows {figures} figure(s); each needs at least 2"
     assert json.loads(json.dumps(report.executions["00"].seconds)) > 0
+
+
+#: A 1×1 PNG, as a figure output.
+_PIXEL = (
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk"
+    "+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=="
+)
+
+
+def test_a_rendered_page_has_alt_text_navigation_and_its_sections():
+    nb = nbformat.v4.new_notebook()
+    figure = nbformat.v4.new_code_cell("plot()")
+    figure.metadata["alt"] = 'A line that "rises" from left to right.'
+    figure.outputs = [nbformat.v4.new_output("display_data", data={"image/png": _PIXEL})]
+    nb.cells = [
+        nbformat.v4.new_markdown_cell("# 05 · Title\n\n## 1 · First part"),
+        figure,
+        nbformat.v4.new_markdown_cell("## 2 · Second part"),
+    ]
+    nav = {"previous": {"href": "04_x.html", "title": "Four"}, "next": None}
+    page = course_build._render(nb, "Title", nav)
+    (image,) = re.findall(r"<img\b[^>]*>", page)
+    assert re.search(r"""\balt=(["'])A line that (&quot;|")rises\2 from left to right\.\1""", image)
+    assert len(re.findall(r'<a href="04_x.html" rel="prev">← Four</a>', page)) == 2, "top, bottom"
+    assert 'rel="next"' not in page and page.count('href="index.html">Contents</a>') == 2
+    assert [text for _, text in course_build.sections(page)] == [
+        "1 · First part",
+        "2 · Second part",
+    ]
+
+
+def test_index_lists_every_lesson_and_section_in_order(tmp_path):
+    entries = course.lessons()[:2]
+    toc = {entries[0].number: [("1-·-A", "1 · A")], entries[1].number: [("x", "B")]}
+    index = course_build._index_page(entries, toc)
+    assert index.index(entries[0].html_name) < index.index(entries[1].html_name)
+    assert f'href="{entries[0].html_name}#1-·-A">1 · A</a>' in index
+    navigation = course_build._navigation(entries)
+    assert navigation[0]["previous"] is None and navigation[1]["next"] is None
+    assert navigation[0]["next"]["href"] == entries[1].html_name
 
 
 def test_section_seconds_adds_cell_times_per_section():

@@ -150,7 +150,7 @@ def sections(page: str) -> list[tuple[str, str]]:
     found = []
     for anchor, inner in _SECTION.findall(page):
         text = re.sub(r"<[^>]+>", "", re.sub(r'<a class="anchor-link".*?</a>', "", inner))
-        found.append((anchor, html.unescape(text).strip()))
+        found.append((html.unescape(anchor), html.unescape(text).strip()))
     return found
 
 

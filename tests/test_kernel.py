@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -76,3 +77,38 @@ def test_importing_the_course_in_the_course_kernel_prints_nothing_on_stderr(tmp_
     assert [text for stream, text in streams if stream == "stdout"] == [
         COURSE_KERNEL["env"]["TF_CPP_MIN_LOG_LEVEL"] + "\n"
     ]
+
+
+def test_the_course_kernel_wins_over_a_users_own_python3_kernel(tmp_path):
+    """A learner may have a ``python3`` kernel of another Python (without TensorFlow) in
+    ~/.local/share/jupyter. Inside a virtual environment Jupyter searches the environment's
+    kernels first (jupyter_core's JUPYTER_PREFER_ENV_PATH defaults to true in a venv), so
+    JupyterLab started from .venv still picks the course kernel."""
+    user_kernel = tmp_path / "user" / "kernels" / "python3"
+    user_kernel.mkdir(parents=True)
+    (user_kernel / "kernel.json").write_text(
+        json.dumps(
+            {
+                "argv": ["/usr/bin/python3", "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+                "display_name": "Python 3 (user)",
+                "language": "python",
+            }
+        )
+    )
+    probe = (
+        "from jupyter_client.kernelspec import KernelSpecManager as M\n"
+        "spec = M().get_kernel_spec('python3')\n"
+        "print(spec.display_name, spec.env)"
+    )
+    env = {**os.environ, "JUPYTER_DATA_DIR": str(tmp_path / "user")}
+    for name in ("JUPYTER_PATH", "JUPYTER_PREFER_ENV_PATH"):
+        env.pop(name, None)
+    found = subprocess.run(
+        [sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True
+    ).stdout.strip()
+    assert found == f"{COURSE_KERNEL['display_name']} {COURSE_KERNEL['env']}"
+    env["JUPYTER_PREFER_ENV_PATH"] = "0"  # the test can fail: the user's kernel, when preferred
+    shadowed = subprocess.run(
+        [sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True
+    ).stdout.strip()
+    assert shadowed.startswith("Python 3 (user)")

@@ -67,17 +67,34 @@ def build_instructor_edition(out_dir: Path, directory: Path = NOTEBOOKS) -> list
 POLL_SLICE = 2.0
 
 
+def _send_through_asyncio(channel: Any) -> None:
+    """Send on ``channel`` through its asyncio socket, so a waiting reply is not lost.
+
+    The cause of the book's stall: while nbclient waits for a cell's ``execute_reply``
+    (one asyncio poll on the shell socket, woken by libzmq's edge-triggered file
+    descriptor), an ``ipywidgets`` Output widget (lesson 03's ``interact``) makes nbclient
+    send a ``comm_msg`` on that same socket. jupyter_client's ``Session.send`` sends
+    through a blocking shadow of the socket, around pyzmq's asyncio layer; libzmq's send
+    processes the socket's pending commands, which can consume the descriptor's edge for
+    a reply that has just arrived, and nothing then asks the socket again. The reply sits
+    there until the poll times out (the cell timeout, 600 s) and pyzmq polls once more:
+    the build stalls for exactly the cell timeout and goes on. Sent through the asyncio
+    socket, pyzmq re-checks for waiting receivers after every send.
+    """
+    session, socket = channel.session, channel.socket
+
+    def send(msg: dict) -> None:
+        socket.send_multipart(session.serialize(msg))
+
+    channel.send = send
+
+
 def _poll_in_slices(channel: Any) -> None:
     """Make ``channel.get_msg(timeout=T)`` wait in slices of :data:`POLL_SLICE` seconds.
 
-    Why: nbclient waits for a cell's ``execute_reply`` with one ``get_msg(timeout=cell
-    timeout)`` on pyzmq's asyncio socket, which is woken by an edge-triggered file
-    descriptor. When that wake-up is lost, the reply sits in the socket until pyzmq's
-    poll times out and polls once more: the cell "stalls" for exactly the cell timeout
-    (600 s) and then goes on, as the book build did after lesson 03's widget cell. Every
-    new ``poll`` first asks the socket directly whether a message is waiting, so polling
-    in slices bounds the cost of a lost wake-up to one slice, without changing which
-    messages are read or the overall timeout.
+    Every new poll first asks the socket whether a message is waiting, so a wake-up lost
+    for any other reason costs at most one slice instead of the cell timeout; which
+    messages are read, and the overall timeout, do not change.
     """
     from queue import Empty
 
@@ -100,10 +117,12 @@ def _course_client_class() -> type:
     from nbclient import NotebookClient
 
     class CourseClient(NotebookClient):
-        """nbclient's NotebookClient whose shell and iopub waits poll in slices."""
+        """nbclient's NotebookClient without lost wake-ups: shell messages are sent through
+        the asyncio socket, and the shell and iopub waits poll in slices."""
 
         async def async_start_new_kernel_client(self) -> Any:
             kc = await super().async_start_new_kernel_client()
+            _send_through_asyncio(kc.shell_channel)
             _poll_in_slices(kc.shell_channel)
             _poll_in_slices(kc.iopub_channel)
             return kc
@@ -188,7 +207,7 @@ def _index_page(entries: list[Lesson], toc: dict[str, list[tuple[str, str]]]) ->
             for anchor, text in toc.get(lesson.number, [])
         )
         items.append(
-            f'<li><a href="{lesson.html_name}">{lesson.number} · {html.escape(lesson.title)}</a>'
+            f'<li><a href="{lesson.html_name}">{html.escape(lesson.title)}</a>'
             f' <span class="time">({html.escape(lesson.estimated_time)})</span>'
             f"<ol>{subsections}</ol></li>"
         )

@@ -67,7 +67,7 @@ lint: $(DEV_STAMP)
 	$(VENV)/bin/ruff format --check dpcourse tests tools benchmarks
 
 strip:
-	$(PYTHON) tools/strip_notebooks.py
+	$(or $(PYTHON),$(BOOTSTRAP_PYTHON)) tools/strip_notebooks.py
 
 # Regenerate both locks from pyproject.toml's ranges, then the conda and Binder copies.
 # The current runtime lock is the starting point (pip-compile keeps its pins unless a range

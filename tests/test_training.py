@@ -412,6 +412,18 @@ def test_privacy_defaults_and_microbatch_properties():
     assert TrainConfig(hidden=[8, 4]).hidden == (8, 4)
 
 
+def test_models_accept_numpy_integers_like_train_config():
+    sizes = build_model("mlp", np.int64(5), hidden=(np.int32(4), np.int64(3)), seed=np.int64(2))
+    plain = build_model("mlp", 5, hidden=(4, 3), seed=2)
+    assert [w.shape for w in sizes.get_weights()] == [w.shape for w in plain.get_weights()]
+    for a, b in zip(sizes.get_weights(), plain.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)  # the same seeded initial weights
+    with pytest.raises(ValueError, match=r"^kind must be one of 'logistic', 'mlp'"):
+        build_model("cnn")
+    with pytest.raises(ValueError, match=r"^n_features must be a positive integer"):
+        build_model("mlp", 5.0)
+
+
 def test_config_builds_its_run_from_the_training_split():
     config = TrainConfig(noise_multiplier=1.1, batch_size=256, epochs=3, sampling="shuffle")
     assert config.run(60000) == accounting.DpSgdRun(

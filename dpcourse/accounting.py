@@ -185,7 +185,9 @@ class DpSgdRun:
     The fields are validated once, here, with a ``ValueError`` that names the field; NumPy
     numbers become Python ``int`` and ``float`` (dp_accounting rejects NumPy integers).
     Frozen: ``dataclasses.replace(run, epochs=5)`` makes another, validated run. Fields are
-    keyword-only, so adding one with a default changes no existing call.
+    keyword-only, so adding one with a default changes no existing call: declare it here,
+    check it in ``__post_init__`` and use it in :meth:`dp_event`; the public functions
+    below (``compute_epsilon``, ...) and :meth:`to_dict` then take and report it too.
     """
 
     n_examples: int

@@ -78,9 +78,10 @@ c.Execute.timeout = 300
 HERE = Path(__file__).resolve().parent
 os.environ["DPCOURSE_PROGRESS_FILE"] = str(HERE / "autograde-progress.json")
 
-# Releasing and collecting through nbgrader's exchange (a folder every learner's server
-# can read and write, the same path in the learners' nbgrader configuration):
-# c.Exchange.root = "/srv/nbgrader/exchange"
+# Releasing and collecting through nbgrader's exchange: a folder that exists, that every
+# learner's server can read and write, and that the learners' nbgrader configuration
+# names too. nbgrader 0.9.6's default:
+# c.Exchange.root = "/usr/local/share/nbgrader/exchange"
 '''
 
 

@@ -429,15 +429,20 @@ def class_progress(files: Mapping[str, Path]) -> ClassProgress:
 
 
 # --------------------------------------------------------------------------- distribution
-def nbgitpuller_link(repo: str, branch: str = "main", hub: str = "") -> str:
+def nbgitpuller_link(repo: str, branch: str = "main", hub: str = "", targetpath: str = "") -> str:
     """The nbgitpuller link that clones (or updates) the course and opens lesson 00.
 
     ``{hub}/hub/user-redirect/git-pull?repo=…&branch=…&targetpath=…&urlpath=…``, every
-    value URL-encoded. The course goes to ``~/<repository name>`` (``targetpath``) and
-    JupyterLab opens ``lab/tree/<repository name>/notebooks/00_welcome.ipynb``. Without
-    ``hub`` the link starts at ``/hub/``: append it to the hub's address.
+    value URL-encoded. The course goes to ``~/<targetpath>`` (default: the repository's
+    name) and JupyterLab opens ``lab/tree/<targetpath>/notebooks/00_welcome.ipynb``.
+    Without ``hub`` the link starts at ``/hub/``: append it to the hub's address.
     """
-    name = repo.strip().rstrip("/").rsplit("/", 1)[-1].removesuffix(".git")
+    name = targetpath or repo.strip().rstrip("/").rsplit("/", 1)[-1].removesuffix(".git")
+    if targetpath and (targetpath.startswith(("/", ".")) or any(c.isspace() for c in targetpath)):
+        raise ValueError(
+            f"targetpath must be a folder name in the learner's home, such as dpcourse, "
+            f"got {targetpath!r}."
+        )
     if not repo.strip() or not name or any(ch.isspace() for ch in repo.strip()):
         raise ValueError(
             f"repo must be the course's git URL, such as https://github.com/org/dpcourse, "

@@ -154,7 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
 CLASSROOM_ACTIONS = {
     "export-nbgrader": {"out", "json"},
     "class-progress": {"homes", "dir", "csv", "json"},
-    "nbgitpuller-link": {"repo", "branch", "hub", "json"},
+    "nbgitpuller-link": {"repo", "branch", "hub", "targetpath", "json"},
 }
 
 
@@ -166,13 +166,16 @@ def _add_classroom_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--repo", help="nbgitpuller-link: the course's git URL")
     p.add_argument("--branch", help="nbgitpuller-link: the branch to pull (default main)")
     p.add_argument("--hub", help="nbgitpuller-link: the hub's address, https://...")
+    p.add_argument(
+        "--targetpath", help="nbgitpuller-link: folder in each home (default: repo name)"
+    )
 
 
 def _cmd_classroom(args: argparse.Namespace) -> dict[str, Any]:
     """export-nbgrader, class-progress and nbgitpuller-link (see dpcourse/classroom.py)."""
     from dpcourse import classroom
 
-    options = ("out", "homes", "dir", "csv", "json", "repo", "branch", "hub")
+    options = ("out", "homes", "dir", "csv", "json", "repo", "branch", "hub", "targetpath")
     given = {k for k in options if getattr(args, k) not in (None, False)}
     usage = f"python -m dpcourse course {args.action}"
     for option in sorted(given - CLASSROOM_ACTIONS[args.action]):
@@ -191,7 +194,9 @@ def _cmd_classroom(args: argparse.Namespace) -> dict[str, Any]:
     if args.action == "nbgitpuller-link":
         if args.repo is None:
             raise UsageError(f"{usage}: --repo URL is required (the course's git repository)")
-        link = classroom.nbgitpuller_link(args.repo, args.branch or "main", args.hub or "")
+        link = classroom.nbgitpuller_link(
+            args.repo, args.branch or "main", args.hub or "", args.targetpath or ""
+        )
         return {"link": link} if args.json else {"text": link}
     files = (
         classroom.collected_progress_files(args.dir)

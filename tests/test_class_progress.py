@@ -187,6 +187,14 @@ def test_nbgitpuller_link_json_and_without_a_hub(capsys):
     link = json.loads(capsys.readouterr().out)["link"]
     assert link.startswith("/hub/user-redirect/git-pull?repo=https%3A%2F%2Fx.org%2Fa%2Fcourse%2F")
     assert "targetpath=course&" in link and "branch=main" in link
+    assert (
+        main(["course", "nbgitpuller-link", "--repo", "https://x.org/a", "--targetpath", "live"])
+        == 0
+    )
+    link = capsys.readouterr().out.strip()
+    assert "targetpath=live&" in link and link.endswith(
+        "urlpath=lab%2Ftree%2Flive%2Fnotebooks%2F00_welcome.ipynb"
+    )
 
 
 @pytest.mark.parametrize(
@@ -198,6 +206,7 @@ def test_nbgitpuller_link_json_and_without_a_hub(capsys):
         (["--repo", "https://x.org/a", "--branch", "two words"], "branch"),
         (["--repo", "https://x.org/a", "--hub", "hub.example.org"], "hub"),
         (["--repo", "https://x.org/a", "--csv"], "--csv"),
+        (["--repo", "https://x.org/a", "--targetpath", "/etc"], "targetpath"),
     ],
 )
 def test_nbgitpuller_link_bad_input_exits_2_with_one_line(args, parameter, capsys):

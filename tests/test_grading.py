@@ -215,9 +215,14 @@ def test_assert_correct_silences_warnings_while_checking(monkeypatch, capsys):
 
 
 # --------------------------------------------------------------------------- real nbgrader
+#: Wall seconds of each nbgrader command the fixture ran, for the test report.
+TIMINGS: dict[str, float] = {}
+
+
 def _nbgrader(course_dir: Path, *args: str) -> None:
     """Run the nbgrader command line of this environment in ``course_dir``; nbgrader calls
     `alembic` by name, so this environment's bin folder goes first on PATH."""
+    started = time.perf_counter()
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
     proc = subprocess.run(
         [sys.executable, "-m", "nbgrader", *args],
@@ -228,6 +233,7 @@ def _nbgrader(course_dir: Path, *args: str) -> None:
         timeout=900,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
+    TIMINGS[" ".join(args)] = time.perf_counter() - started
 
 
 def _answer(source: str, name: str, value: float) -> str:
@@ -306,6 +312,7 @@ def test_autograde_scores_right_full_mistake_zero_blank_zero(graded):
         assert total == classroom.POINTS, "every other exercise was left blank"
         assert maximum == classroom.POINTS * len(exercises.load(assignment[:2]))
     print(f"export + generate + submit + autograde + feedback: {seconds:.0f} s")
+    print("per nbgrader command (s):", {k: round(v) for k, v in TIMINGS.items()})
 
 
 @pytest.mark.slow

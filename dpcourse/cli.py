@@ -175,11 +175,7 @@ def _cmd_classroom(args: argparse.Namespace) -> dict[str, Any]:
     """export-nbgrader, class-progress and nbgitpuller-link (see dpcourse/classroom.py)."""
     from dpcourse import classroom
 
-    options = ("out", "homes", "dir", "csv", "json", "repo", "branch", "hub", "targetpath")
-    given = {k for k in options if getattr(args, k) not in (None, False)}
     usage = f"python -m dpcourse course {args.action}"
-    for option in sorted(given - CLASSROOM_ACTIONS[args.action]):
-        raise UsageError(f"{usage}: --{option} does not apply to this action")
     if args.json and args.csv:
         raise UsageError(f"{usage}: choose one of --json and --csv")
     if args.action == "export-nbgrader":
@@ -412,6 +408,11 @@ def _cmd_audit(args: argparse.Namespace) -> dict[str, Any]:
 def _cmd_course(args: argparse.Namespace) -> dict[str, Any]:
     from dpcourse import course
 
+    options = ("out", "homes", "dir", "csv", "json", "repo", "branch", "hub", "targetpath")
+    given = {k for k in options if getattr(args, k) not in (None, False)}
+    allowed = CLASSROOM_ACTIONS.get(args.action, {"out", "json"})
+    for option in sorted(given - allowed):
+        raise UsageError(f"python -m dpcourse course {args.action}: --{option} does not apply")
     if args.action in CLASSROOM_ACTIONS:
         return _cmd_classroom(args)
     if args.action == "list":

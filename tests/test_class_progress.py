@@ -219,3 +219,9 @@ def test_the_command_line_reports_bad_input_without_a_traceback():
     proc = run("course", "class-progress", "--homes", "/no/such/place/*")
     assert proc.returncode == 2 and proc.stdout == "" and "Traceback" not in proc.stderr
     assert proc.stderr.count("\n") == 1 and "homes" in proc.stderr
+
+
+def test_classroom_options_are_refused_by_the_other_course_actions(capsys):
+    assert main(["course", "list", "--homes", "/home/*"]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.count("\n") == 1 and "--homes" in err

@@ -1,9 +1,9 @@
 """The two locks, the conda environment and Binder's requirements must describe one set.
 
-requirements.txt is the runtime lock (the package and its `lab` extra: what a learner,
-Binder and a hub image install); requirements-dev.txt is the runtime lock plus the `dev`
-extra (tests, lint, browser driver, pip-tools), with the same version of every package
-the two share.
+requirements.txt is the runtime lock (the package and its `lab` and `grading` extras: what
+a learner, Binder and a hub image install); requirements-dev.txt is the runtime lock plus
+the `dev` extra (tests, lint, browser driver, pip-tools), with the same version of every
+package the two share.
 """
 
 from __future__ import annotations
@@ -61,7 +61,7 @@ def _declared(*extras: str) -> list[str]:
 
 @pytest.mark.parametrize(
     ("lock", "extras"),
-    [(RUNTIME_LOCK, ("lab",)), (DEV_LOCK, ("lab", "dev"))],
+    [(RUNTIME_LOCK, ("lab", "grading")), (DEV_LOCK, ("lab", "grading", "dev"))],
     ids=["runtime", "dev"],
 )
 def test_lock_satisfies_pyproject_ranges(lock, extras):
@@ -73,9 +73,10 @@ def test_lock_satisfies_pyproject_ranges(lock, extras):
         assert req.specifier.contains(pins[name], prereleases=True), (name, pins[name])
 
 
-def test_pyproject_extras_are_runtime_lab_and_dev():
+def test_pyproject_extras_are_lab_grading_and_dev():
+    """`lab` and `grading` (nbgrader, for a class on a hub) are runtime; `dev` is not."""
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    assert set(project["optional-dependencies"]) == {"lab", "dev"}
+    assert set(project["optional-dependencies"]) == {"lab", "grading", "dev"}
 
 
 def test_runtime_lock_carries_no_development_tools():

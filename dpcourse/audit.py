@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike
-from scipy import stats
+from scipy import optimize, stats
 from sklearn.metrics import roc_auc_score, roc_curve
 
 from dpcourse.data import Split
@@ -50,6 +50,7 @@ __all__ = [
     "clopper_pearson",
     "epsilon_lower_bound",
     "exposure",
+    "gaussian_mechanism_epsilon",
     "loss_threshold_attack",
     "make_canaries",
     "membership_experiment",
@@ -568,6 +569,33 @@ def _one_run_counts(m: object, r: object, v: object) -> tuple[int, int, int]:
             f"got m={m}, r={r}, v={v}."
         )
     return m, r, v
+
+
+def gaussian_mechanism_epsilon(mu: float, delta: float) -> float:
+    """Exact ε(δ) of the Gaussian mechanism whose sensitivity is ``mu`` noise stds.
+
+    Balle and Wang (2018), Theorem 8: adding N(0, σ²) to a value that one record moves by
+    Δ, with μ = Δ/σ, is (ε, δ)-DP exactly for
+
+        δ = Φ(μ/2 − ε/μ) − e^ε · Φ(−μ/2 − ε/μ),
+
+    solved here for ε (0 if even ε = 0 meets δ). This is the mechanism of one canary's
+    score in a white-box audit, and what ``dp_accounting.GaussianDpEvent(1/μ)`` describes.
+    """
+    if not isinstance(mu, Real) or isinstance(mu, bool) or not 0.0 < mu < math.inf:
+        raise ValueError(f"mu must be a positive finite number, got {mu!r}.")
+    delta = _probability(delta, "delta")
+
+    def excess(epsilon: float) -> float:
+        tail = stats.norm.cdf(mu / 2 - epsilon / mu)
+        return tail - math.exp(epsilon) * stats.norm.cdf(-mu / 2 - epsilon / mu) - delta
+
+    if excess(0.0) <= 0:
+        return 0.0
+    high = 1.0
+    while excess(high) > 0:
+        high *= 2
+    return float(optimize.brentq(excess, 0.0, high, xtol=1e-12))
 
 
 def one_run_p_value(m: int, r: int, v: int, epsilon: float, delta: float = 0.0) -> float:

@@ -46,7 +46,7 @@ PRODUCTION_CAVEATS: tuple[str, ...] = (
 )
 
 
-#: The three tiers of Ponomareva et al. (2023, Section 5.2): (largest ε, name, meaning,
+#: The three tiers of Ponomareva et al. (2023, Section 5): (largest ε, name, meaning,
 #: range). They are stated for δ well below 1/N; a guarantee's tier is the first whose
 #: largest ε its ε does not exceed.
 PRIVACY_TIERS: tuple[tuple[float, str, str, str], ...] = (

@@ -13,21 +13,30 @@ import math
 import dp_accounting
 import numpy as np
 import pytest
-from scipy import optimize, stats
+from scipy import stats
 
 from dpcourse import accounting, audit
 from dpcourse.dpsgd import private_mean
 from dpcourse.gradient_canaries import train_with_canaries
 
+gaussian_epsilon = audit.gaussian_mechanism_epsilon
 
-def gaussian_epsilon(mu: float, delta: float) -> float:
-    """Exact ε(δ) of a Gaussian mechanism with sensitivity/σ = mu (Balle and Wang 2018)."""
 
-    def excess(eps: float) -> float:
-        upper = stats.norm.cdf(mu / 2 - eps / mu)
-        return upper - np.exp(eps) * stats.norm.cdf(-mu / 2 - eps / mu) - delta
+@pytest.mark.parametrize("mu", [0.25, 1.0, 3.0])
+def test_gaussian_mechanism_epsilon_matches_dp_accounting(mu):
+    pld = dp_accounting.pld.PLDAccountant(value_discretization_interval=1e-4)
+    expected = pld.compose(dp_accounting.GaussianDpEvent(1 / mu)).get_epsilon(1e-5)
+    # dp_accounting's PLD is pessimistic by at most about its discretization.
+    assert expected - 2e-3 < gaussian_epsilon(mu, 1e-5) <= expected + 1e-9
 
-    return optimize.brentq(excess, 0.0, 100.0)
+
+def test_gaussian_mechanism_epsilon_solves_balle_wang():
+    eps = gaussian_epsilon(1.3, 1e-6)
+    tail = stats.norm.cdf(1.3 / 2 - eps / 1.3) - np.exp(eps) * stats.norm.cdf(-1.3 / 2 - eps / 1.3)
+    assert tail == pytest.approx(1e-6, rel=1e-6)
+    assert gaussian_epsilon(1e-3, 0.5) == 0.0  # δ = 0.5 needs no ε at this tiny signal
+    with pytest.raises(ValueError, match="mu must be"):
+        gaussian_epsilon(0.0, 1e-5)
 
 
 def brute_force_p_value(m: int, r: int, v: int, eps: float, delta: float) -> float:
@@ -106,11 +115,6 @@ def test_gaussian_mechanism_bound_stays_below_and_grows_with_the_signal():
         scores = mu * included + rng.normal(size=m)  # μ-GDP for each canary
         true_eps = gaussian_epsilon(mu, delta)
         rows.append((audit.one_run_audit(scores, included, delta).epsilon, true_eps))
-    # The Balle–Wang ε agrees with dp_accounting's PLD for the same mechanism.
-    pld = dp_accounting.pld.PLDAccountant(value_discretization_interval=1e-4)
-    assert pld.compose(dp_accounting.GaussianDpEvent(1.0)).get_epsilon(delta) == pytest.approx(
-        gaussian_epsilon(1.0, delta), rel=1e-3
-    )
     bounds = [b for b, _ in rows]
     assert all(b < e for b, e in rows)
     assert bounds == sorted(bounds) and bounds[0] > 0.3  # a stronger signal, a higher bound

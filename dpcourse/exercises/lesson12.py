@@ -92,8 +92,9 @@ all_correct = NumericExercise(
         0.0,
     ],
     explanation=(
-        "q = 0.05^(1/40) ≈ 0.928, so ε ≥ log(0.928/0.072) ≈ 2.56. Forty right guesses can "
-        "never prove more: to audit a large ε you need many canaries and many confident "
+        f"q = 0.05^(1/40) ≈ {LEVEL ** (1 / GUESSES):.4f}, so ε ≥ log(q/(1 − q)) ≈ "
+        f"{_all_correct():.3f}. Forty right guesses can never prove more: to audit a large "
+        "ε you need many canaries and many confident "
         "guesses, which is why one-run audits use hundreds to thousands of canaries."
     ),
 )

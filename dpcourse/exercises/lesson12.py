@@ -160,15 +160,16 @@ white_box = ChoiceExercise(
     question=MultipleChoice(
         prompt=(
             "In one DP-SGD run with an accounted ε, the white-box audit with gradient "
-            "canaries proves a lower bound close to ε, while the black-box loss attack on "
-            "real records proves almost nothing. Which conclusion is right?"
+            "canaries proves a sizeable share of ε (about what the same audit proves on a "
+            "Gaussian mechanism of that ε), while the black-box loss attack on real records "
+            "proves nothing. Which conclusion is right?"
         ),
         options={
             "a": (
-                "The implementation adds the noise the accounting assumes, and the accounted "
-                "ε is nearly reached by an adversary who controls a record's gradient and "
-                "reads the parameters. Real records attacked through the loss leak far "
-                "less, but that is no guarantee: the guarantee is the accounted ε."
+                "No sign of a bug: an adversary who controls a record's gradient and reads "
+                "the parameters gets as far as a one-run audit can get on a Gaussian "
+                "mechanism of that ε. Real records attacked through the loss leak far less, "
+                "but that is no guarantee: the guarantee is the accounted ε."
             ),
             "b": "The model is private at the black-box bound, so its card may report that ε.",
             "c": (

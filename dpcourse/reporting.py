@@ -193,13 +193,25 @@ def _delta_note(delta: float, n: int, unit: str) -> str:
     return f"δ · (number of {unit}s) = {product:.2g}, {verdict}"
 
 
+def _tiers(report: PrivacyReport, group: Mapping[str, Any] | None) -> str:
+    """The tier of the per-unit guarantee, and of the group guarantee when there is one."""
+    tier = privacy_tier(report.epsilon)
+    if group is None:
+        return tier
+    return (
+        f"per {report.privacy_unit}: {tier}; per {group['unit']}: "
+        f"{privacy_tier(group['epsilon'])} — the tier that counts is the one of the unit the "
+        "model promises to protect"
+    )
+
+
 def _verification(report: PrivacyReport) -> str:
     """The CLI command that recomputes the report's ε from its own parameters."""
     command = (
-        f"python -m dpcourse epsilon --examples {report.n_examples} --batch-size "
-        f"{report.batch_size} --noise-multiplier {report.noise_multiplier!r} --epochs "
-        f"{report.epochs} --delta {report.delta!r} --accountant {report.accountant} "
-        f"--sampling {report.sampling}"
+        f"python -m dpcourse epsilon --examples {int(report.n_examples)} --batch-size "
+        f"{int(report.batch_size)} --noise-multiplier {float(report.noise_multiplier)!r} "
+        f"--epochs {int(report.epochs)} --delta {float(report.delta)!r} "
+        f"--accountant {report.accountant} --sampling {report.sampling}"
     )
     if report.microbatch_size > 1:
         command += f" --microbatch-size {report.microbatch_size}"
@@ -297,7 +309,8 @@ def model_card(
     privacy_rows = [
         (
             "DP setting",
-            "central DP: the trainer sees the raw data, and only the trained model is released",
+            "central DP: a trusted trainer sees the raw data; everything training releases "
+            "(the model, any checkpoint) is covered by the guarantee",
         ),
         ("Privacy unit", f"one {unit} (add-or-remove-one-{unit} adjacency)"),
         ("Guarantee", f"(ε = {report.epsilon:.3g}, δ = {report.delta:.3g}) per {unit}"),
@@ -312,7 +325,7 @@ def model_card(
             )
         )
     privacy_rows += [
-        ("Reporting tier", privacy_tier(report.epsilon)),
+        ("Reporting tier", _tiers(report, group)),
         ("Accountant", f"{report.accountant.upper()} (dp_accounting)"),
         ("Sampling assumption", sampling),
         ("δ vs data size", _delta_note(report.delta, report.n_examples, unit)),
@@ -364,6 +377,7 @@ def model_card(
         "metrics": chosen_metrics,
         "group": group,
         "tier": privacy_tier(report.epsilon),
+        "group_tier": None if group is None else privacy_tier(group["epsilon"]),
         "audit": None
         if audit_row is None
         else {

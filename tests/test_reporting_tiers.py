@@ -66,6 +66,16 @@ def test_card_states_tier_setting_and_a_command_that_recomputes_epsilon():
     assert made.to_dict()["audit"] is None
 
 
+def test_card_with_a_group_states_both_tiers():
+    report = accounting.privacy_report(N, B, SIGMA, EPOCHS, DELTA)
+    made = card(report, group_unit="customer", group_size=40)
+    eps_customer, _ = accounting.group_epsilon(report.epsilon, report.delta, 40)
+    text = row(made, "Reporting tier")
+    assert f"per transaction: {reporting.privacy_tier(report.epsilon)}" in text
+    assert f"per customer: {reporting.privacy_tier(eps_customer)}" in text
+    assert made.to_dict()["group_tier"] == reporting.privacy_tier(eps_customer)
+
+
 def test_card_reports_an_audit_as_a_lower_bound():
     report = accounting.privacy_report(N, B, SIGMA, EPOCHS, DELTA)
     result = audit.one_run_audit([3.0, 2.0, 1.0, 0.0], [1, 1, 0, 0], 1e-5, guesses=[(2, 2)])

@@ -206,15 +206,16 @@ def _tiers(report: PrivacyReport, group: Mapping[str, Any] | None) -> str:
 
 
 def _verification(report: PrivacyReport) -> str:
-    """The CLI command that recomputes the report's ε from its own parameters."""
+    """The CLI command that recomputes the report's ε from its own run."""
+    run = report.run
     command = (
-        f"python -m dpcourse epsilon --examples {int(report.n_examples)} --batch-size "
-        f"{int(report.batch_size)} --noise-multiplier {float(report.noise_multiplier)!r} "
-        f"--epochs {int(report.epochs)} --delta {float(report.delta)!r} "
-        f"--accountant {report.accountant} --sampling {report.sampling}"
+        f"python -m dpcourse epsilon --examples {int(run.n_examples)} --batch-size "
+        f"{int(run.batch_size)} --noise-multiplier {float(run.noise_multiplier)!r} "
+        f"--epochs {int(run.epochs)} --delta {float(report.delta)!r} "
+        f"--accountant {report.accountant} --sampling {run.sampling}"
     )
-    if report.microbatch_size > 1:
-        command += f" --microbatch-size {report.microbatch_size}"
+    if run.microbatch_size > 1:
+        command += f" --microbatch-size {run.microbatch_size}"
     return f"recompute ε with `{command}` (open-source dpcourse, dp_accounting)"
 
 

@@ -2,12 +2,16 @@
 
 Every subcommand takes ``--json`` (one JSON object on stdout and nothing else there).
 Bad input exits with status 2 and a one-line message on stderr naming the parameter;
-never a traceback.
+never a traceback. The same holds for the expected failures of files and resources
+(:data:`EXPECTED_FAILURES`): an unwritable or missing ``--out``/``--data``, a full disk,
+a truncated or foreign data file, not enough memory. Arguments are checked before
+TensorFlow is imported, so a typo is reported at once, not after seconds of loading.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import math
 import os
@@ -16,6 +20,8 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
+
+from dpcourse._validation import MAX_EPOCHS, MAX_EXAMPLES, MAX_SEED
 
 EXAMPLES = {
     "epsilon": "python -m dpcourse epsilon --examples 60000 --batch-size 256 "
@@ -50,6 +56,30 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _count(maximum: int) -> Callable[[str], int]:
+    """An argparse type: an integer from 1 to ``maximum``."""
+
+    def parse(text: str) -> int:
+        value = _positive_int(text)
+        if value > maximum:
+            raise argparse.ArgumentTypeError(f"expected at most {maximum:,}, got {text!r}")
+        return value
+
+    return parse
+
+
+def _seed(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value <= MAX_SEED:
+        raise argparse.ArgumentTypeError(
+            f"expected an integer between 0 and {MAX_SEED} (2**32 - 1), got {text!r}"
+        )
+    return value
+
+
 def _float(text: str) -> float:
     try:
         value = float(text)
@@ -61,9 +91,13 @@ def _float(text: str) -> float:
 
 
 def _add_run_shape(p: argparse.ArgumentParser, *, epsilon_mode: bool) -> None:
-    p.add_argument("--examples", type=_positive_int, required=True, help="training set size N")
-    p.add_argument("--batch-size", type=_positive_int, required=True, help="expected batch size B")
-    p.add_argument("--epochs", type=_positive_int, required=True, help="passes over the data")
+    p.add_argument(
+        "--examples", type=_count(MAX_EXAMPLES), required=True, help="training set size N"
+    )
+    p.add_argument(
+        "--batch-size", type=_count(MAX_EXAMPLES), required=True, help="expected batch size B"
+    )
+    p.add_argument("--epochs", type=_count(MAX_EPOCHS), required=True, help="passes over the data")
     p.add_argument("--delta", type=_float, required=True, help="δ, well below 1/N")
     p.add_argument("--accountant", choices=("rdp", "pld"), default="rdp")
     if epsilon_mode:
@@ -110,7 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("data", "Generate the synthetic transactions data set.")
     p.add_argument("--rows", type=_positive_int, default=None, help="number of transactions")
-    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--seed", type=_seed, default=None)
     p.add_argument("--out", type=Path, default=None, help="output path (.csv or .csv.gz)")
     p.add_argument(
         "--if-missing", action="store_true", help="do nothing if the output file already exists"
@@ -146,8 +180,8 @@ def _add_training_options(p: argparse.ArgumentParser, default_epsilon: float = 1
     privacy.add_argument("--noise-multiplier", type=_float, default=None)
     privacy.add_argument("--no-dp", action="store_true", help="train without privacy")
     p.set_defaults(default_epsilon=default_epsilon)
-    p.add_argument("--epochs", type=_positive_int, default=None)
-    p.add_argument("--batch-size", type=_positive_int, default=None)
+    p.add_argument("--epochs", type=_count(MAX_EPOCHS), default=None)
+    p.add_argument("--batch-size", type=_count(MAX_EXAMPLES), default=None)
     p.add_argument("--microbatches", type=_positive_int, default=None)
     p.add_argument("--l2-norm-clip", type=_float, default=None)
     p.add_argument("--learning-rate", type=_float, default=None)
@@ -161,7 +195,7 @@ def _add_training_options(p: argparse.ArgumentParser, default_epsilon: float = 1
     p.add_argument(
         "--data", type=Path, default=None, help="a transactions CSV (course or Kaggle schema)"
     )
-    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--seed", type=_seed, default=None)
 
 
 def _quiet_tensorflow() -> None:
@@ -236,12 +270,25 @@ def _cmd_data(args: argparse.Namespace) -> dict[str, Any]:
     from dpcourse import data
 
     out = args.out or data.DEFAULT_PATH
+    rows = args.rows or data.DEFAULT_ROWS
+    if not 100 <= rows <= data.MAX_ROWS:
+        raise UsageError(
+            f"argument --rows: expected between 100 and {data.MAX_ROWS:,} rows (memory grows "
+            f"with it), got {rows}"
+        )
+    if Path(out).is_dir():
+        raise UsageError(
+            f"argument --out: {out} is a directory; give a file path such as "
+            f"{Path(out) / 'transactions.csv.gz'}"
+        )
     if args.if_missing and Path(out).is_file():
         return {"path": str(out), "written": False}
-    rows = args.rows or data.DEFAULT_ROWS
     seed = data.DEFAULT_SEED if args.seed is None else args.seed
     df = data.generate_transactions(rows, seed)
-    data.save_transactions(df, out)
+    try:
+        data.save_transactions(df, out)
+    except OSError as err:
+        raise _file_error("--out", out, err, "choose a writable file path") from None
     return {
         "path": str(out),
         "written": True,
@@ -280,16 +327,24 @@ def _train_config(args: argparse.Namespace, **defaults: Any):
 
 
 def _load_split(path: Path | None):
+    """The training split of ``--data`` (default: the course file); read and validated
+    before TensorFlow is imported, so a bad file is reported at once."""
     from dpcourse import data
 
-    return data.load_split(path)
+    try:
+        return data.load_split(path)
+    except (OSError, ValueError) as err:
+        shown = path if path is not None else data.DEFAULT_PATH
+        if isinstance(err, OSError):
+            raise _file_error("--data", shown, err, "point --data at a transactions file") from None
+        raise UsageError(f"argument --data: {shown}: {err}") from None
 
 
 def _cmd_train(args: argparse.Namespace) -> dict[str, Any]:
+    split = _load_split(args.data)
     from dpcourse import training
 
     config = _train_config(args)
-    split = _load_split(args.data)
     result = training.train(config, split, verbose=0 if args.json else 1)
     summary = result.summary()
     if result.privacy is not None:
@@ -303,11 +358,12 @@ AUDIT_DEFAULTS = {"hidden": (128, 128), "epochs": 200, "batch_size": 50, "learni
 
 
 def _cmd_audit(args: argparse.Namespace) -> dict[str, Any]:
+    split = _load_split(args.data)
     from dpcourse import audit, training
 
     config = _train_config(args, **AUDIT_DEFAULTS)
     experiment = audit.membership_experiment(
-        _load_split(args.data), args.members, args.fraud_fraction, seed=config.seed
+        split, args.members, args.fraud_fraction, seed=config.seed
     )
     result = training.train(config, experiment.train_split, verbose=0 if args.json else 1)
     attack = audit.attack_model(
@@ -394,18 +450,50 @@ def _human(command: str, result: dict[str, Any]) -> str:
     return "\n".join(([body, ""] if body else []) + lines)
 
 
+#: Failures a user can cause and fix, reported in one line with exit status 2: bad
+#: values (``ValueError``), files (``OSError``: missing, a directory, no permission, disk
+#: full), and memory. Anything else is a bug and keeps its traceback.
+EXPECTED_FAILURES = (UsageError, ValueError, OSError, MemoryError)
+
+
+def _file_error(option: str, path: object, err: OSError, fix: str) -> UsageError:
+    """One line for an ``OSError`` on the file of ``option``: what happened and the fix."""
+    reason = err.strerror or str(err) or type(err).__name__
+    if err.errno == errno.ENOSPC:
+        fix = "free some space or choose another disk; any existing file was left unchanged"
+    elif err.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        fix = f"{fix} (you lack permission here)"
+    return UsageError(f"argument {option}: {path}: {reason}; {fix}")
+
+
+def _one_line(err: BaseException) -> str:
+    if isinstance(err, UsageError):
+        return str(err)
+    if isinstance(err, MemoryError):
+        return (
+            "python -m dpcourse: error: out of memory; use smaller --rows, --examples, "
+            "--batch-size or --epochs"
+        )
+    if isinstance(err, OSError) and err.strerror:
+        where = f": {err.filename}" if err.filename else ""
+        return f"python -m dpcourse: error: {err.strerror}{where}"
+    message = str(err).splitlines()[0] if str(err) else type(err).__name__
+    return f"python -m dpcourse: error: {message}"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point; returns the process exit status (0 ok, 2 bad input)."""
+    """Entry point; returns the process exit status (0 ok, 2 bad input, 130 interrupted)."""
     _quiet_tensorflow()
     try:
         args = build_parser().parse_args(argv)
         started = time.perf_counter()
         result = _commands()[args.command](args)
-    except (UsageError, ValueError, FileNotFoundError) as err:
-        message = str(err).splitlines()[0] if str(err) else type(err).__name__
-        prefix = "" if isinstance(err, UsageError) else "python -m dpcourse: error: "
-        print(f"{prefix}{message}", file=sys.stderr)
+    except EXPECTED_FAILURES as err:
+        print(_one_line(err), file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("python -m dpcourse: interrupted", file=sys.stderr)
+        return 130
     if args.json:
         print(json.dumps(_json_safe(result)))
     else:

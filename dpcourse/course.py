@@ -25,6 +25,8 @@ from pathlib import Path
 
 import nbformat
 
+from dpcourse._files import write_atomic
+
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = ROOT / "notebooks"
 TEMPLATES = Path(__file__).resolve().parent / "templates"
@@ -107,6 +109,12 @@ def instructor_notebook(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
     return out
 
 
+def write_notebook(nb: nbformat.NotebookNode, path: Path) -> Path:
+    """Write ``nb`` to ``path`` as ``nbformat.write`` would, atomically (``write_atomic``)."""
+    text = nbformat.writes(nb, version=4)
+    return write_atomic(path, text if text.endswith("\n") else text + "\n")
+
+
 def build_instructor_edition(out_dir: Path, directory: Path = NOTEBOOKS) -> list[Path]:
     """Write the instructor edition of every lesson into ``out_dir``; return the paths."""
     out_dir = Path(out_dir)
@@ -115,7 +123,7 @@ def build_instructor_edition(out_dir: Path, directory: Path = NOTEBOOKS) -> list
     for lesson in lessons(directory):
         nb = instructor_notebook(nbformat.read(lesson.path, as_version=4))
         target = out_dir / lesson.path.name
-        nbformat.write(nb, target)
+        write_notebook(nb, target)
         written.append(target)
     return written
 
@@ -210,11 +218,11 @@ def build_book(out_dir: Path, directory: Path = NOTEBOOKS, timeout: int = 600) -
         run = execute_notebook(edition / lesson.path.name, cwd=directory, timeout=timeout)
         executions[lesson.number] = run
         page = out_dir / lesson.html_name
-        page.write_text(_render(run.notebook, lesson.title))
-        nbformat.write(run.notebook, edition / lesson.path.name)
+        write_atomic(page, _render(run.notebook, lesson.title))
+        write_notebook(run.notebook, edition / lesson.path.name)
         pages.append(page)
     index = out_dir / "index.html"
-    index.write_text(_index_page(entries))
+    write_atomic(index, _index_page(entries))
     pages.insert(0, index)
     broken = broken_links(out_dir)
     if broken:

@@ -86,12 +86,15 @@ from tqdm.auto import tqdm
 
 from dpcourse import accounting
 from dpcourse._validation import (
+    MAX_EPOCHS,
     is_integer,
     is_real,
     require_choice,
+    require_count,
     require_noise_multiplier,
     require_positive_int,
     require_positive_number,
+    require_seed,
 )
 from dpcourse.data import TARGET_FRAUD_RATE, Split, load_split
 from dpcourse.fast_clipping import OnePassDPSequential
@@ -192,7 +195,7 @@ class TrainConfig:
             _refuse_xla_noise(self.noise_multiplier if self.target_epsilon is None else None)
         require_positive_number("l2_norm_clip", self.l2_norm_clip)
         require_positive_int("batch_size", self.batch_size)
-        require_positive_int("epochs", self.epochs)
+        require_count("epochs", self.epochs, MAX_EPOCHS)
         require_positive_number("learning_rate", self.learning_rate)
         if not is_real(self.delta) or not 0.0 < self.delta < 1.0:
             raise ValueError(f"delta must be in (0, 1), well below 1/n_train, got {self.delta!r}.")
@@ -205,8 +208,7 @@ class TrainConfig:
         if prior is not None and (not is_real(prior) or not 0.0 < prior < 1.0):
             raise ValueError(f"prior_fraud_rate must be None or in (0, 1), got {prior!r}.")
         require_choice("optimizer", self.optimizer, OPTIMIZERS)
-        if not is_integer(self.seed):
-            raise ValueError(f"seed must be an integer, got {self.seed!r}.")
+        require_seed(self.seed)
 
     def _check_optimizer_memory(self) -> None:
         """The DP Keras optimizers build a Jacobian of M per-microbatch losses over a batch
@@ -245,7 +247,7 @@ class TrainConfig:
         elif target is not None:
             require_positive_number("target_epsilon", target)
         else:
-            require_noise_multiplier(sigma)
+            accounting.require_accounted_noise_multiplier(sigma)
 
     def _check_microbatches(self) -> None:
         m = self.microbatches

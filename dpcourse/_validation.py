@@ -16,6 +16,10 @@ import numbers
 MAX_EXAMPLES = 10**9
 #: Largest number of epochs (epochs, --epochs). With MAX_EXAMPLES, at most 10**15 steps.
 MAX_EPOCHS = 10**6
+#: The noise multipliers the accountants handle (σ = 0, no noise, is also allowed); see
+#: ``dpcourse.accounting``'s "Limits" for where dp_accounting fails outside them.
+MIN_NOISE_MULTIPLIER = 0.1
+MAX_NOISE_MULTIPLIER = 100.0
 #: Seeds are NumPy seeds, which TensorFlow's ``set_random_seed`` passes on: 0 to 2**32 - 1.
 MAX_SEED = 2**32 - 1
 

@@ -91,6 +91,8 @@ from dp_accounting.rdp import rdp_privacy_accountant
 from dpcourse._validation import (
     MAX_EPOCHS,
     MAX_EXAMPLES,
+    MAX_NOISE_MULTIPLIER,
+    MIN_NOISE_MULTIPLIER,
     is_integer,
     is_real,
     require_choice,
@@ -102,10 +104,6 @@ from dpcourse._validation import (
 
 ACCOUNTANTS = ("rdp", "pld")
 SAMPLINGS = ("poisson", "shuffle")
-#: The range of noise multipliers :func:`noise_multiplier_for_epsilon` searches. Below 0.1,
-#: ε runs into the hundreds or thousands: such a guarantee protects nothing.
-MIN_NOISE_MULTIPLIER = 0.1
-MAX_NOISE_MULTIPLIER = 100.0
 #: Most step PLDs one PLD ε may compose (module docstring, "Limits").
 MAX_PLD_COMPOSITIONS = 10**6
 #: Most epochs :func:`epsilon_over_training` composes one by one with PLD.

@@ -21,7 +21,13 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from dpcourse._validation import MAX_EPOCHS, MAX_EXAMPLES, MAX_SEED
+from dpcourse._validation import (
+    MAX_EPOCHS,
+    MAX_EXAMPLES,
+    MAX_NOISE_MULTIPLIER,
+    MAX_SEED,
+    MIN_NOISE_MULTIPLIER,
+)
 
 EXAMPLES = {
     "epsilon": "python -m dpcourse epsilon --examples 60000 --batch-size 256 "
@@ -90,6 +96,17 @@ def _float(text: str) -> float:
     return value
 
 
+def _noise_multiplier(text: str) -> float:
+    """σ: 0 (no noise) or within the range the accountants handle."""
+    value = _float(text)
+    if value != 0 and not MIN_NOISE_MULTIPLIER <= value <= MAX_NOISE_MULTIPLIER:
+        raise argparse.ArgumentTypeError(
+            f"expected 0 (no noise) or a number between {MIN_NOISE_MULTIPLIER:g} and "
+            f"{MAX_NOISE_MULTIPLIER:g}, got {text!r}"
+        )
+    return value
+
+
 def _add_run_shape(p: argparse.ArgumentParser, *, epsilon_mode: bool) -> None:
     p.add_argument(
         "--examples", type=_count(MAX_EXAMPLES), required=True, help="training set size N"
@@ -133,7 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("epsilon", "ε of a DP-SGD run (the guarantee for the whole run).")
     _add_run_shape(p, epsilon_mode=True)
-    p.add_argument("--noise-multiplier", type=_float, required=True, help="σ")
+    p.add_argument("--noise-multiplier", type=_noise_multiplier, required=True, help="σ")
 
     p = add("noise", "Smallest noise multiplier σ whose ε does not exceed a target.")
     p.add_argument("--target-epsilon", type=_float, required=True)
@@ -177,7 +194,7 @@ def _add_training_options(p: argparse.ArgumentParser, default_epsilon: float = 1
     privacy.add_argument(
         "--target-epsilon", type=_float, default=None, help=f"default {default_epsilon}"
     )
-    privacy.add_argument("--noise-multiplier", type=_float, default=None)
+    privacy.add_argument("--noise-multiplier", type=_noise_multiplier, default=None)
     privacy.add_argument("--no-dp", action="store_true", help="train without privacy")
     p.set_defaults(default_epsilon=default_epsilon)
     p.add_argument("--epochs", type=_count(MAX_EPOCHS), default=None)

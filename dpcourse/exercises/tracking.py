@@ -152,7 +152,8 @@ def read_progress(path: str | os.PathLike[str]) -> list[Record]:
     if contents.problem:
         _warn_once(
             path,
-            f"Progress file {path}: {contents.problem}; read {len(contents.records)} record(s).",
+            f"Could not read the progress file {path} completely: {contents.problem}; "
+            f"using the {len(contents.records)} record(s) it still holds.",
         )
     return contents.records
 

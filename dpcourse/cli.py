@@ -299,6 +299,13 @@ def _cmd_data(args: argparse.Namespace) -> dict[str, Any]:
             f"{Path(out) / 'transactions.csv.gz'}"
         )
     if args.if_missing and Path(out).is_file():
+        try:
+            data.load_transactions(out)
+        except ValueError as err:
+            raise UsageError(
+                f"argument --out: {out} exists but is not a usable data file ({err}); "
+                "delete it, or run without --if-missing to replace it"
+            ) from None
         return {"path": str(out), "written": False}
     seed = data.DEFAULT_SEED if args.seed is None else args.seed
     df = data.generate_transactions(rows, seed)

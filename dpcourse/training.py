@@ -111,6 +111,10 @@ DEFAULT_TARGET_EPSILON = 1.0
 #: exceeds it with probability about 1e-9 per step (then the padding grows to fit).
 PADDING_SDS = 6.0
 
+#: Most entries (steps × padded batch) of the sampling schedule ``train`` draws up front:
+#: 50 million take about 0.8 GiB while being drawn (int64 samples, int32 indices, float32
+#: weights), 300 times the default run's. More epochs would exhaust memory, not fail.
+MAX_SCHEDULE_ENTRIES = 50_000_000
 #: Largest microbatches × batch size the "optimizer"/"vectorized" paths accept (memory).
 MAX_OPTIMIZER_JACOBIAN = 2048 * 2048
 
@@ -624,6 +628,13 @@ def train(
             f"{config.batch_size}."
         )
     steps_per_epoch = accounting.steps_per_epoch(n_train, config.batch_size)
+    entries = steps_per_epoch * config.epochs * padded_batch_size(n_train, config.batch_size)
+    if entries > MAX_SCHEDULE_ENTRIES:
+        raise ValueError(
+            f"epochs={config.epochs} with batch_size={config.batch_size} on {n_train:,} "
+            f"examples needs a sampling schedule of {entries:,} entries, more than "
+            f"MAX_SCHEDULE_ENTRIES={MAX_SCHEDULE_ENTRIES:,} (memory); train fewer epochs."
+        )
     sigma = resolve_noise_multiplier(config, n_train)
 
     tf.keras.utils.set_random_seed(config.seed)

@@ -124,7 +124,7 @@ def test_data_if_missing_keeps_an_existing_file(tmp_path, capsys):
                 "--delta",
                 "1e-5",
             ),
-            "noise_multiplier",
+            "--noise-multiplier",
         ),
         (
             (
@@ -178,7 +178,7 @@ def test_data_if_missing_keeps_an_existing_file(tmp_path, capsys):
         (("train", "--batch-size", "100", "--microbatches", "32"), "microbatches"),
         (("train", "--no-dp", "--target-epsilon", "1"), "not allowed with"),
         (("train", "--epochs", "0"), "--epochs"),
-        (("data", "--rows", "10", "--out", "/tmp/never.csv"), "n_rows"),
+        (("data", "--rows", "10", "--out", "/tmp/never.csv"), "--rows"),
     ],
 )
 def test_bad_input_exits_2_with_one_line(args, needle, capsys):

@@ -477,3 +477,22 @@ def test_gzip_reference_still_reads_the_shipped_data():
     with gzip.open(data.DEFAULT_PATH, "rt") as handle:
         header = handle.readline().strip().split(",")
     assert list(data.load_transactions().columns) == header
+
+
+def test_data_if_missing_refuses_a_damaged_existing_file(capsys, tmp_path, small_file):
+    target = tmp_path / "t.csv.gz"
+    raw = small_file.read_bytes()
+    target.write_bytes(raw[: len(raw) // 2])
+    line = one_line_failure(capsys, "data", "--if-missing", "--out", str(target))
+    assert "--out" in line and "not a usable data file" in line
+    assert target.read_bytes() == raw[: len(raw) // 2]
+
+
+@pytest.mark.slow  # imports TensorFlow
+def test_train_refuses_a_schedule_that_cannot_fit_in_memory(capsys, small_file):
+    """10**6 epochs would draw a schedule of billions of entries (memory grows until the
+    machine swaps); refused before anything is drawn."""
+    line = one_line_failure(
+        capsys, "train", "--data", str(small_file), "--batch-size", "100", "--epochs", "1000000"
+    )
+    assert "MAX_SCHEDULE_ENTRIES" in line and "epochs" in line

@@ -106,7 +106,7 @@ from .checks import FunctionExercise, Mistake, NumericExercise, PredicateExercis
 from .choice import ChoiceExercise, MultipleChoice, Quiz
 from .core import Exercise, Result
 from .registry import LessonExercises, all_exercises, from_tag, lessons, load, progress
-from .tracking import ProgressWarning, progress_file, reset_progress
+from .tracking import ProgressWarning, progress_file, read_progress, reset_progress
 
 __all__ = [
     "ChoiceExercise",
@@ -127,5 +127,6 @@ __all__ = [
     "off_by_factor",
     "progress",
     "progress_file",
+    "read_progress",
     "reset_progress",
 ]

@@ -242,6 +242,34 @@ def test_read_progress_warns_once_and_never_raises(tmp_path):
         assert tracking.read_progress(path) == []
 
 
+def test_load_progress_reports_the_status_of_each_file(tmp_path):
+    """The class view's reader: never raises, never warns, says what it found."""
+    good = tmp_path / "good.json"
+    good.write_text(json.dumps({"version": 1, "passed": records(3)}))
+    cut = tmp_path / "cut.json"
+    cut.write_text(good.read_text()[:-30])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        found = {
+            name: tracking.load_progress(path)
+            for name, path in [
+                ("good", good),
+                ("cut", cut),
+                ("missing", tmp_path / "no"),
+                ("folder", tmp_path),
+            ]
+        }
+    assert {k: v.status for k, v in found.items()} == {
+        "good": "ok",
+        "cut": "damaged",
+        "missing": "missing",
+        "folder": "unreadable",
+    }
+    expected = {f"{r['lesson']}.{r['name']}": r["passed_at"] for r in records(3)}
+    assert found["good"].passed == expected
+    assert len(found["cut"].records) == 2 and found["cut"].problem
+
+
 RECORDER = """
 import sys
 from dpcourse.exercises.tracking import record_pass

@@ -106,7 +106,13 @@ from .checks import FunctionExercise, Mistake, NumericExercise, PredicateExercis
 from .choice import ChoiceExercise, MultipleChoice, Quiz
 from .core import Exercise, Result
 from .registry import LessonExercises, all_exercises, from_tag, lessons, load, progress
-from .tracking import ProgressWarning, progress_file, read_progress, reset_progress
+from .tracking import (
+    ProgressWarning,
+    load_progress,
+    progress_file,
+    read_progress,
+    reset_progress,
+)
 
 __all__ = [
     "ChoiceExercise",
@@ -124,6 +130,7 @@ __all__ = [
     "from_tag",
     "lessons",
     "load",
+    "load_progress",
     "off_by_factor",
     "progress",
     "progress_file",

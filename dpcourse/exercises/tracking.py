@@ -24,7 +24,9 @@ damaged file) never stop an exercise from being checked: they raise a
   on Windows), so no pass is lost.
 
 :func:`read_progress` is the public reader for any progress file (the instructor's class
-view reads many): it returns the records it can, and warns instead of raising.
+view reads many): it returns the records it can, and warns instead of raising;
+:func:`load_progress` returns the same records with the file's status and neither warns
+nor raises.
 """
 
 from __future__ import annotations
@@ -65,12 +67,22 @@ def progress_file() -> Path:
 
 
 @dataclass(frozen=True)
-class _Contents:
-    """What a progress file holds: its good records, and what was wrong with the rest."""
+class ProgressContents:
+    """What a progress file holds: its good records, and what was wrong with the rest.
+
+    ``status`` is ``"ok"`` (a clean file), ``"missing"`` (no file: no records),
+    ``"damaged"`` (``records`` are the ones recovered; ``problem`` says what was dropped)
+    or ``"unreadable"`` (no records could be read: permissions, a directory, ...).
+    """
 
     records: list[Record]
-    problem: str | None = None  # why some content was not usable (None: a clean file)
-    unreadable: bool = False  # the file exists but could not be read at all
+    status: str = "ok"
+    problem: str | None = None
+
+    @property
+    def passed(self) -> dict[str, str]:
+        """The records as ``{"<lesson>.<name>": passed_at}``."""
+        return {f"{r['lesson']}.{r['name']}": r["passed_at"] for r in self.records}
 
 
 def _is_record(value: object) -> bool:
@@ -104,14 +116,16 @@ def _unique(records: list[Record]) -> list[Record]:
     return kept
 
 
-def _load(path: Path) -> _Contents:
-    """Parse ``path``; never raises. An absent file is empty and clean."""
+def load_progress(path: str | os.PathLike[str]) -> ProgressContents:
+    """Read the progress file at ``path`` without raising or warning: the records it
+    holds (recovered from a damaged file) and its status (see :class:`ProgressContents`)."""
+    path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        return _Contents([])
+        return ProgressContents([], "missing")
     except (OSError, UnicodeDecodeError) as err:
-        return _Contents([], f"it cannot be read ({err})", unreadable=True)
+        return ProgressContents([], "unreadable", f"it cannot be read ({err})")
     try:
         data = json.loads(text)
         candidates = data["passed"]
@@ -119,13 +133,13 @@ def _load(path: Path) -> _Contents:
             raise TypeError("'passed' is not a list")
     except (ValueError, KeyError, TypeError) as err:
         records = _unique(_salvage(text))
-        return _Contents(records, f"it is not a valid progress file ({err})")
+        return ProgressContents(records, "damaged", f"it is not a valid progress file ({err})")
     good = [r for r in candidates if _is_record(r)]
-    problem = None
-    if len(good) < len(candidates):
-        bad = len(candidates) - len(good)
-        problem = f"{bad} record(s) lack a lesson, name or passed_at and were dropped"
-    return _Contents(_unique(good), problem)
+    if len(good) == len(candidates):
+        return ProgressContents(_unique(good))
+    bad = len(candidates) - len(good)
+    problem = f"{bad} record(s) lack a lesson, name or passed_at and were dropped"
+    return ProgressContents(_unique(good), "damaged", problem)
 
 
 _warned: set[tuple[str, str]] = set()
@@ -148,7 +162,7 @@ def read_progress(path: str | os.PathLike[str]) -> list[Record]:
     (once per file and problem). The file is only read, never changed.
     """
     path = Path(path)
-    contents = _load(path)
+    contents = load_progress(path)
     if contents.problem:
         _warn_once(
             path,
@@ -214,8 +228,8 @@ def _update(change: str, edit: Callable[[list[Record]], list[Record] | None]) ->
     path = progress_file()
     try:
         with _locked(path):
-            contents = _load(path)
-            if contents.unreadable:
+            contents = load_progress(path)
+            if contents.status == "unreadable":
                 _not_saved(path, contents.problem)
                 return
             records = edit(contents.records)
@@ -239,7 +253,7 @@ def _update(change: str, edit: Callable[[list[Record]], list[Record] | None]) ->
 
 def passed_exercises() -> dict[str, str]:
     """Every passed exercise as ``{"<lesson>.<name>": passed_at}`` (ISO 8601, UTC)."""
-    return {f"{r['lesson']}.{r['name']}": r["passed_at"] for r in read_progress(progress_file())}
+    return ProgressContents(read_progress(progress_file())).passed
 
 
 def record_pass(lesson: str, name: str) -> None:

@@ -289,22 +289,23 @@ def _cmd_data(args: argparse.Namespace) -> dict[str, Any]:
     out = args.out or data.DEFAULT_PATH
     rows = args.rows or data.DEFAULT_ROWS
     if not 100 <= rows <= data.MAX_ROWS:
-        raise UsageError(
-            f"argument --rows: expected between 100 and {data.MAX_ROWS:,} rows (memory grows "
-            f"with it), got {rows}"
+        raise _argument_error(
+            "--rows",
+            f"expected between 100 and {data.MAX_ROWS:,} (memory grows with the rows), got {rows}",
         )
     if Path(out).is_dir():
-        raise UsageError(
-            f"argument --out: {out} is a directory; give a file path such as "
-            f"{Path(out) / 'transactions.csv.gz'}"
+        raise _argument_error(
+            "--out",
+            f"{out} is a directory; give a file path such as {Path(out) / 'transactions.csv.gz'}",
         )
     if args.if_missing and Path(out).is_file():
         try:
             data.load_transactions(out)
         except ValueError as err:
-            raise UsageError(
-                f"argument --out: {out} exists but is not a usable data file ({err}); "
-                "delete it, or run without --if-missing to replace it"
+            raise _argument_error(
+                "--out",
+                f"{out} exists but is not a usable data file ({err}); delete it, or "
+                "run without --if-missing to replace it",
             ) from None
         return {"path": str(out), "written": False}
     seed = data.DEFAULT_SEED if args.seed is None else args.seed
@@ -361,7 +362,7 @@ def _load_split(path: Path | None):
         shown = path if path is not None else data.DEFAULT_PATH
         if isinstance(err, OSError):
             raise _file_error("--data", shown, err, "point --data at a transactions file") from None
-        raise UsageError(f"argument --data: {shown}: {err}") from None
+        raise _argument_error("--data", f"{shown}: {err}") from None
 
 
 def _cmd_train(args: argparse.Namespace) -> dict[str, Any]:
@@ -487,7 +488,12 @@ def _file_error(option: str, path: object, err: OSError, fix: str) -> UsageError
         fix = "free some space or choose another disk; any existing file was left unchanged"
     elif err.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
         fix = f"{fix} (you lack permission here)"
-    return UsageError(f"argument {option}: {path}: {reason}; {fix}")
+    return _argument_error(option, f"{path}: {reason}; {fix}")
+
+
+def _argument_error(option: str, message: str) -> UsageError:
+    """A one-line error about ``option``, worded like argparse's own."""
+    return UsageError(f"python -m dpcourse: error: argument {option}: {message}")
 
 
 def _one_line(err: BaseException) -> str:

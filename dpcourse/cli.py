@@ -28,6 +28,7 @@ from dpcourse._validation import (
     MAX_SEED,
     MIN_NOISE_MULTIPLIER,
 )
+from dpcourse.choices import ACCOUNTANTS, MODELS, PATHS, SAMPLINGS
 
 EXAMPLES = {
     "epsilon": "python -m dpcourse epsilon --examples 60000 --batch-size 256 "
@@ -37,7 +38,9 @@ EXAMPLES = {
     "train": "python -m dpcourse train --target-epsilon 1 --json",
     "data": "python -m dpcourse data --rows 5000 --seed 1 --out /tmp/transactions.csv.gz",
     "audit": "python -m dpcourse audit --target-epsilon 4 --json",
-    "course": "python -m dpcourse course build-instructor --out instructor/edition",
+    "course": "python -m dpcourse course build-instructor --out instructor/edition\n"
+    "  python -m dpcourse course export-nbgrader --out ~/dpcourse-grading\n"
+    "  python -m dpcourse course class-progress --homes '/home/*'",
 }
 
 
@@ -107,7 +110,11 @@ def _noise_multiplier(text: str) -> float:
     return value
 
 
-def _add_run_shape(p: argparse.ArgumentParser, *, epsilon_mode: bool) -> None:
+_MICROBATCH_HELP = "examples per microbatch; >1 doubles the sensitivity (default 1)"
+
+
+def _add_run_shape(p: argparse.ArgumentParser) -> None:
+    """The options of a ``DpSgdRun`` other than σ, and δ and the accountant."""
     p.add_argument(
         "--examples", type=_count(MAX_EXAMPLES), required=True, help="training set size N"
     )
@@ -116,15 +123,9 @@ def _add_run_shape(p: argparse.ArgumentParser, *, epsilon_mode: bool) -> None:
     )
     p.add_argument("--epochs", type=_count(MAX_EPOCHS), required=True, help="passes over the data")
     p.add_argument("--delta", type=_float, required=True, help="δ, well below 1/N")
-    p.add_argument("--accountant", choices=("rdp", "pld"), default="rdp")
-    if epsilon_mode:
-        p.add_argument("--sampling", choices=("poisson", "shuffle"), default="poisson")
-    p.add_argument(
-        "--microbatch-size",
-        type=_positive_int,
-        default=1,
-        help="examples per microbatch; >1 doubles the sensitivity (default 1)",
-    )
+    p.add_argument("--accountant", choices=ACCOUNTANTS, default="rdp")
+    p.add_argument("--sampling", choices=SAMPLINGS, default="poisson")
+    p.add_argument("--microbatch-size", type=_positive_int, default=1, help=_MICROBATCH_HELP)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -149,12 +150,12 @@ def build_parser() -> argparse.ArgumentParser:
         return p
 
     p = add("epsilon", "ε of a DP-SGD run (the guarantee for the whole run).")
-    _add_run_shape(p, epsilon_mode=True)
+    _add_run_shape(p)
     p.add_argument("--noise-multiplier", type=_noise_multiplier, required=True, help="σ")
 
     p = add("noise", "Smallest noise multiplier σ whose ε does not exceed a target.")
     p.add_argument("--target-epsilon", type=_float, required=True)
-    _add_run_shape(p, epsilon_mode=False)
+    _add_run_shape(p)
 
     p = add("train", "Train the fraud model, privately (default ε=1) or not.")
     _add_training_options(p)
@@ -183,10 +184,75 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--confidence", type=_float, default=0.95, help="confidence of the ε lower bound"
     )
-    p = add("course", "Course tooling: list lessons, build the instructor edition or the book.")
-    p.add_argument("action", choices=("list", "build-instructor", "build-book", "run"))
+    p = add("course", "Course tooling: lessons, instructor edition, book, grading, class view.")
+    p.add_argument(
+        "action",
+        choices=(
+            "list",
+            "build-instructor",
+            "build-book",
+            "run",
+            *CLASSROOM_ACTIONS,
+        ),
+    )
     p.add_argument("--out", type=Path, default=None, help="output folder")
+    _add_classroom_options(p)
     return parser
+
+
+#: ``course`` actions for running a class (dpcourse/classroom.py) and the options they take.
+CLASSROOM_ACTIONS = {
+    "export-nbgrader": {"out", "json"},
+    "class-progress": {"homes", "dir", "csv", "json"},
+    "nbgitpuller-link": {"repo", "branch", "hub", "targetpath", "json"},
+}
+
+
+def _add_classroom_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--csv", action="store_true", help="class-progress: print CSV on stdout")
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--homes", help="class-progress: glob of learners' homes (default /home/*)")
+    where.add_argument("--dir", type=Path, help="class-progress: folder of <learner>.json files")
+    p.add_argument("--repo", help="nbgitpuller-link: the course's git URL")
+    p.add_argument("--branch", help="nbgitpuller-link: the branch to pull (default main)")
+    p.add_argument("--hub", help="nbgitpuller-link: the hub's address, https://...")
+    p.add_argument(
+        "--targetpath", help="nbgitpuller-link: folder in each home (default: repo name)"
+    )
+
+
+def _cmd_classroom(args: argparse.Namespace) -> dict[str, Any]:
+    """export-nbgrader, class-progress and nbgitpuller-link (see dpcourse/classroom.py)."""
+    from dpcourse import classroom
+
+    usage = f"python -m dpcourse course {args.action}"
+    if args.json and args.csv:
+        raise UsageError(f"{usage}: choose one of --json and --csv")
+    if args.action == "export-nbgrader":
+        if args.out is None:
+            raise UsageError(f"{usage}: --out DIR is required (the nbgrader course folder)")
+        export = classroom.export_nbgrader(args.out)
+        return {
+            "config": str(export.config),
+            "config_written": export.config_written,
+            "points": export.points,
+        }
+    if args.action == "nbgitpuller-link":
+        if args.repo is None:
+            raise UsageError(f"{usage}: --repo URL is required (the course's git repository)")
+        link = classroom.nbgitpuller_link(
+            args.repo, args.branch or "main", args.hub or "", args.targetpath or ""
+        )
+        return {"link": link} if args.json else {"text": link}
+    files = (
+        classroom.collected_progress_files(args.dir)
+        if args.dir is not None
+        else classroom.progress_files_in_homes(args.homes or "/home/*")
+    )
+    view = classroom.class_progress(files)
+    if args.json:
+        return view.to_json()
+    return {"text": view.to_csv().rstrip("\n") if args.csv else view.table()}
 
 
 def _add_training_options(p: argparse.ArgumentParser, default_epsilon: float = 1.0) -> None:
@@ -199,16 +265,14 @@ def _add_training_options(p: argparse.ArgumentParser, default_epsilon: float = 1
     p.set_defaults(default_epsilon=default_epsilon)
     p.add_argument("--epochs", type=_count(MAX_EPOCHS), default=None)
     p.add_argument("--batch-size", type=_count(MAX_EXAMPLES), default=None)
-    p.add_argument("--microbatches", type=_positive_int, default=None)
+    p.add_argument("--microbatch-size", type=_positive_int, default=None, help=_MICROBATCH_HELP)
     p.add_argument("--l2-norm-clip", type=_float, default=None)
     p.add_argument("--learning-rate", type=_float, default=None)
     p.add_argument("--delta", type=_float, default=None)
-    p.add_argument("--sampling", choices=("poisson", "shuffle"), default=None)
-    p.add_argument(
-        "--path", choices=("fast", "twopass", "xla", "optimizer", "vectorized"), default=None
-    )
-    p.add_argument("--model", choices=("mlp", "logistic"), default=None)
-    p.add_argument("--accountant", choices=("rdp", "pld"), default=None)
+    p.add_argument("--sampling", choices=SAMPLINGS, default=None)
+    p.add_argument("--path", choices=PATHS, default=None)
+    p.add_argument("--model", choices=MODELS, default=None)
+    p.add_argument("--accountant", choices=ACCOUNTANTS, default=None)
     p.add_argument(
         "--data", type=Path, default=None, help="a transactions CSV (course or Kaggle schema)"
     )
@@ -221,65 +285,44 @@ def _quiet_tensorflow() -> None:
     os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
 
 
-def _cmd_epsilon(args: argparse.Namespace) -> dict[str, Any]:
-    from dpcourse import accounting
-
-    epsilon = accounting.compute_epsilon(
-        args.examples,
-        args.batch_size,
-        args.noise_multiplier,
-        args.epochs,
-        args.delta,
-        accountant=args.accountant,
-        sampling=args.sampling,
-        microbatch_size=args.microbatch_size,
-    )
+def _run_shape(args: argparse.Namespace) -> dict[str, Any]:
+    """The fields of the ``DpSgdRun`` that ``epsilon`` and ``noise`` describe, but σ."""
     return {
-        "epsilon": epsilon,
-        "delta": args.delta,
-        "noise_multiplier": args.noise_multiplier,
         "n_examples": args.examples,
         "batch_size": args.batch_size,
         "epochs": args.epochs,
-        "steps": accounting.total_steps(args.examples, args.batch_size, args.epochs),
-        "accountant": args.accountant,
         "sampling": args.sampling,
         "microbatch_size": args.microbatch_size,
+    }
+
+
+def _cmd_epsilon(args: argparse.Namespace) -> dict[str, Any]:
+    from dpcourse import accounting
+
+    run = accounting.DpSgdRun(noise_multiplier=args.noise_multiplier, **_run_shape(args))
+    return {
+        "epsilon": run.epsilon(args.delta, args.accountant),
+        "delta": args.delta,
+        "accountant": args.accountant,
+        **run.to_dict(),
     }
 
 
 def _cmd_noise(args: argparse.Namespace) -> dict[str, Any]:
     from dpcourse import accounting
 
+    shape = _run_shape(args)
     sigma = accounting.noise_multiplier_for_epsilon(
-        args.target_epsilon,
-        args.examples,
-        args.batch_size,
-        args.epochs,
-        args.delta,
-        accountant=args.accountant,
-        microbatch_size=args.microbatch_size,
+        args.target_epsilon, delta=args.delta, accountant=args.accountant, **shape
     )
-    achieved = accounting.compute_epsilon(
-        args.examples,
-        args.batch_size,
-        sigma,
-        args.epochs,
-        args.delta,
-        accountant=args.accountant,
-        microbatch_size=args.microbatch_size,
-    )
+    run = accounting.DpSgdRun(noise_multiplier=sigma, **shape)
     return {
         "noise_multiplier": sigma,
         "target_epsilon": args.target_epsilon,
-        "epsilon": achieved,
+        "epsilon": run.epsilon(args.delta, args.accountant),
         "delta": args.delta,
-        "n_examples": args.examples,
-        "batch_size": args.batch_size,
-        "epochs": args.epochs,
         "accountant": args.accountant,
-        "sampling": "poisson",
-        "microbatch_size": args.microbatch_size,
+        **run.to_dict(),
     }
 
 
@@ -332,7 +375,7 @@ def _train_config(args: argparse.Namespace, **defaults: Any):
     options = {
         "epochs": args.epochs,
         "batch_size": args.batch_size,
-        "microbatches": args.microbatches,
+        "microbatch_size": args.microbatch_size,
         "l2_norm_clip": args.l2_norm_clip,
         "learning_rate": args.learning_rate,
         "delta": args.delta,
@@ -422,6 +465,13 @@ def _cmd_audit(args: argparse.Namespace) -> dict[str, Any]:
 def _cmd_course(args: argparse.Namespace) -> dict[str, Any]:
     from dpcourse import course
 
+    options = ("out", "homes", "dir", "csv", "json", "repo", "branch", "hub", "targetpath")
+    given = {k for k in options if getattr(args, k) not in (None, False)}
+    allowed = CLASSROOM_ACTIONS.get(args.action, {"out", "json"})
+    for option in sorted(given - allowed):
+        raise UsageError(f"python -m dpcourse course {args.action}: --{option} does not apply")
+    if args.action in CLASSROOM_ACTIONS:
+        return _cmd_classroom(args)
     if args.action == "list":
         return {
             lesson.number: f"{lesson.title} ({lesson.estimated_time})"
@@ -464,8 +514,10 @@ def _commands() -> dict[str, CommandFn]:
     }
 
 
-def _human(command: str, result: dict[str, Any]) -> str:
+def _human(result: dict[str, Any]) -> str:
     """A short human-readable rendering of a result (the default output)."""
+    if set(result) == {"text"}:
+        return result["text"]
     if "statement" in result:
         body = result["statement"]
         rest = {k: v for k, v in result.items() if k != "statement"}
@@ -527,7 +579,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.json:
         print(json.dumps(_json_safe(result)))
     else:
-        print(_human(args.command, result))
+        print(_human(result))
         print(f"({time.perf_counter() - started:.1f} s)", file=sys.stderr)
     return 0
 

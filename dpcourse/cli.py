@@ -11,13 +11,14 @@ TensorFlow is imported, so a typo is reported at once, not after seconds of load
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
 import json
 import math
 import os
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -231,7 +232,8 @@ def _cmd_classroom(args: argparse.Namespace) -> dict[str, Any]:
     if args.action == "export-nbgrader":
         if args.out is None:
             raise UsageError(f"{usage}: --out DIR is required (the nbgrader course folder)")
-        export = classroom.export_nbgrader(args.out)
+        with _writing_to("--out", args.out):
+            export = classroom.export_nbgrader(args.out)
         return {
             "config": str(export.config),
             "config_written": export.config_written,
@@ -478,10 +480,14 @@ def _cmd_course(args: argparse.Namespace) -> dict[str, Any]:
             for lesson in course.lessons()
         }
     if args.action == "build-instructor":
-        written = course.build_instructor_edition(args.out or Path("instructor/edition"))
+        out = args.out or Path("instructor/edition")
+        with _writing_to("--out", out):
+            written = course.build_instructor_edition(out)
         return {"written": [str(p) for p in written]}
     if args.action == "build-book":
-        report = course.build_book(args.out or Path("_book"))
+        out = args.out or Path("_book")
+        with _writing_to("--out", out):
+            report = course.build_book(out)
         return {
             "index": str(report.out_dir / "index.html"),
             "pages": len(report.pages),
@@ -541,6 +547,16 @@ def _file_error(option: str, path: object, err: OSError, fix: str) -> UsageError
     elif err.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
         fix = f"{fix} (you lack permission here)"
     return _argument_error(option, f"{path}: {reason}; {fix}")
+
+
+@contextlib.contextmanager
+def _writing_to(option: str, folder: Path) -> Iterator[None]:
+    """Report an ``OSError`` while writing into ``folder`` as an error of ``option``."""
+    try:
+        yield
+    except OSError as err:
+        where = err.filename or folder
+        raise _file_error(option, where, err, "choose a writable folder") from None
 
 
 def _argument_error(option: str, message: str) -> UsageError:

@@ -524,3 +524,29 @@ def test_train_refuses_a_schedule_that_cannot_fit_in_memory(capsys, small_file):
         capsys, "train", "--data", str(small_file), "--batch-size", "100", "--epochs", "1000000"
     )
     assert "MAX_SCHEDULE_ENTRIES" in line and "epochs" in line
+
+
+@pytest.mark.parametrize("action", ["build-instructor", "export-nbgrader"])
+def test_course_outputs_below_a_file_exit_2_naming_out(capsys, tmp_path, action):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    line = one_line_failure(capsys, "course", action, "--out", str(blocker / "edition"))
+    assert "--out" in line and "writable folder" in line
+    assert blocker.read_text() == ""
+
+
+def test_instructor_edition_is_written_atomically(tmp_path, monkeypatch):
+    """A failing write leaves the previous edition's notebook whole (simulated ENOSPC)."""
+    from dpcourse import course
+
+    written = course.build_instructor_edition(tmp_path)
+    before = written[0].read_bytes()
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(_files.os, "fsync", full)
+    with pytest.raises(OSError):
+        course.build_instructor_edition(tmp_path)
+    assert written[0].read_bytes() == before
+    assert not list(tmp_path.glob(".*.tmp"))

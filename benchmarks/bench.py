@@ -46,6 +46,8 @@ from typing import TYPE_CHECKING
 
 from tqdm import tqdm
 
+from dpcourse._files import write_atomic
+
 if TYPE_CHECKING:
     from dpcourse.data import Split
 
@@ -560,7 +562,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ]
     )
     print(report)
-    args.out.write_text(report)
+    write_atomic(args.out, report)
     return 0
 
 

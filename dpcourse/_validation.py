@@ -11,6 +11,18 @@ from __future__ import annotations
 import math
 import numbers
 
+#: Largest number of training examples (n_examples, --examples) the course accepts: the
+#: accountants compose epochs · ⌊N/B⌋ steps, which must stay far below 2**63.
+MAX_EXAMPLES = 10**9
+#: Largest number of epochs (epochs, --epochs). With MAX_EXAMPLES, at most 10**15 steps.
+MAX_EPOCHS = 10**6
+#: The noise multipliers the accountants handle (σ = 0, no noise, is also allowed); see
+#: ``dpcourse.accounting``'s "Limits" for where dp_accounting fails outside them.
+MIN_NOISE_MULTIPLIER = 0.1
+MAX_NOISE_MULTIPLIER = 100.0
+#: Seeds are NumPy seeds, which TensorFlow's ``set_random_seed`` passes on: 0 to 2**32 - 1.
+MAX_SEED = 2**32 - 1
+
 
 def is_integer(value: object) -> bool:
     """True for Python and NumPy integers, False for booleans and everything else."""
@@ -26,6 +38,22 @@ def require_positive_int(name: str, value: object) -> int:
     """``value`` as an ``int`` if it is an integer >= 1."""
     if not is_integer(value) or value < 1:
         raise ValueError(f"{name} must be a positive integer, got {value!r}.")
+    return int(value)
+
+
+def require_count(name: str, value: object, maximum: int) -> int:
+    """``value`` as an ``int`` if it is an integer from 1 to ``maximum``."""
+    if not is_integer(value) or not 1 <= value <= maximum:
+        raise ValueError(f"{name} must be an integer between 1 and {maximum:,}, got {value!r}.")
+    return int(value)
+
+
+def require_seed(value: object, name: str = "seed") -> int:
+    """``value`` as an ``int`` if it is an integer from 0 to MAX_SEED (2**32 - 1)."""
+    if not is_integer(value) or not 0 <= value <= MAX_SEED:
+        raise ValueError(
+            f"{name} must be an integer between 0 and {MAX_SEED} (2**32 - 1), got {value!r}."
+        )
     return int(value)
 
 

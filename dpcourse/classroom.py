@@ -27,7 +27,6 @@ import glob
 import io
 import json
 import os
-import tempfile
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -38,8 +37,9 @@ from urllib.parse import urlencode
 import nbformat
 
 from dpcourse import exercises
+from dpcourse._files import write_atomic
 from dpcourse.course import NOTEBOOKS, exercise_tag, lessons
-from dpcourse.exercises.tracking import read_progress
+from dpcourse.exercises.tracking import load_progress
 
 #: Points of every graded test cell, the quiz included: an assignment's total score is
 #: then the number of its exercises passed, the same count as ``progress()`` and the
@@ -207,16 +207,6 @@ def nbgrader_notebook(nb: nbformat.NotebookNode, lesson: str) -> nbformat.Notebo
     return out
 
 
-def _write_atomically(path: Path, text: str) -> None:
-    """Replace ``path`` with ``text`` through a temporary file in the same folder."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(
-        "w", encoding="utf-8", dir=path.parent, prefix=f".{path.name}-", delete=False
-    ) as tmp:
-        tmp.write(text)
-    os.replace(tmp.name, path)
-
-
 @dataclass(frozen=True)
 class NbgraderExport:
     """What :func:`export_nbgrader` wrote: the course folder, its configuration (and whether
@@ -247,7 +237,7 @@ def export_nbgrader(out_dir: str | Path, directory: Path = NOTEBOOKS) -> Nbgrade
         source = nbgrader_notebook(nbformat.read(lesson.path, as_version=4), lesson.number)
         assignment = lesson.path.stem
         target = out_dir / "source" / assignment / lesson.path.name
-        _write_atomically(target, nbformat.writes(source))
+        write_atomic(target, nbformat.writes(source))
         notebooks[assignment] = target
         points[assignment] = sum(
             c.metadata["nbgrader"]["points"]
@@ -257,7 +247,7 @@ def export_nbgrader(out_dir: str | Path, directory: Path = NOTEBOOKS) -> Nbgrade
     config = out_dir / "nbgrader_config.py"
     written = not config.exists()
     if written:
-        _write_atomically(config, NBGRADER_CONFIG)
+        write_atomic(config, NBGRADER_CONFIG)
     return NbgraderExport(out_dir, config, written, notebooks, points)
 
 
@@ -408,18 +398,11 @@ def class_progress(files: Mapping[str, Path]) -> ClassProgress:
     keys = {n: {e.key for e in ns} for n, ns in namespaces.items()}
     rows = []
     for learner, path in files.items():
-        status: Status = "ok"
-        problem, passed = "", {}
-        try:
-            done = read_progress(path)
-        except FileNotFoundError:
-            status, done = "missing", {}
-        except ValueError as err:
-            status, problem = "damaged", str(err)
-        except OSError as err:
-            status, problem = "unreadable", err.strerror or str(err)
+        contents = load_progress(path)
+        status: Status = contents.status
+        problem, passed = contents.problem or "", {}
         if status in ("ok", "missing"):
-            passed = {n: len(keys[n] & done.keys()) for n in namespaces}
+            passed = {n: len(keys[n] & contents.passed.keys()) for n in namespaces}
         rows.append(LearnerProgress(learner, Path(path), status, passed, problem))
     return ClassProgress(
         lessons={n: len(ns) for n, ns in namespaces.items()},

@@ -2,21 +2,33 @@
 
 Every subcommand takes ``--json`` (one JSON object on stdout and nothing else there).
 Bad input exits with status 2 and a one-line message on stderr naming the parameter;
-never a traceback.
+never a traceback. The same holds for the expected failures of files and resources
+(:data:`EXPECTED_FAILURES`): an unwritable or missing ``--out``/``--data``, a full disk,
+a truncated or foreign data file, not enough memory. Arguments are checked before
+TensorFlow is imported, so a typo is reported at once, not after seconds of loading.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import errno
 import json
 import math
 import os
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
+from dpcourse._validation import (
+    MAX_EPOCHS,
+    MAX_EXAMPLES,
+    MAX_NOISE_MULTIPLIER,
+    MAX_SEED,
+    MIN_NOISE_MULTIPLIER,
+)
 from dpcourse.choices import ACCOUNTANTS, MODELS, PATHS, SAMPLINGS
 
 EXAMPLES = {
@@ -54,6 +66,30 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _count(maximum: int) -> Callable[[str], int]:
+    """An argparse type: an integer from 1 to ``maximum``."""
+
+    def parse(text: str) -> int:
+        value = _positive_int(text)
+        if value > maximum:
+            raise argparse.ArgumentTypeError(f"expected at most {maximum:,}, got {text!r}")
+        return value
+
+    return parse
+
+
+def _seed(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value <= MAX_SEED:
+        raise argparse.ArgumentTypeError(
+            f"expected an integer between 0 and {MAX_SEED} (2**32 - 1), got {text!r}"
+        )
+    return value
+
+
 def _float(text: str) -> float:
     try:
         value = float(text)
@@ -64,14 +100,29 @@ def _float(text: str) -> float:
     return value
 
 
+def _noise_multiplier(text: str) -> float:
+    """σ: 0 (no noise) or within the range the accountants handle."""
+    value = _float(text)
+    if value != 0 and not MIN_NOISE_MULTIPLIER <= value <= MAX_NOISE_MULTIPLIER:
+        raise argparse.ArgumentTypeError(
+            f"expected 0 (no noise) or a number between {MIN_NOISE_MULTIPLIER:g} and "
+            f"{MAX_NOISE_MULTIPLIER:g}, got {text!r}"
+        )
+    return value
+
+
 _MICROBATCH_HELP = "examples per microbatch; >1 doubles the sensitivity (default 1)"
 
 
 def _add_run_shape(p: argparse.ArgumentParser) -> None:
     """The options of a ``DpSgdRun`` other than σ, and δ and the accountant."""
-    p.add_argument("--examples", type=_positive_int, required=True, help="training set size N")
-    p.add_argument("--batch-size", type=_positive_int, required=True, help="expected batch size B")
-    p.add_argument("--epochs", type=_positive_int, required=True, help="passes over the data")
+    p.add_argument(
+        "--examples", type=_count(MAX_EXAMPLES), required=True, help="training set size N"
+    )
+    p.add_argument(
+        "--batch-size", type=_count(MAX_EXAMPLES), required=True, help="expected batch size B"
+    )
+    p.add_argument("--epochs", type=_count(MAX_EPOCHS), required=True, help="passes over the data")
     p.add_argument("--delta", type=_float, required=True, help="δ, well below 1/N")
     p.add_argument("--accountant", choices=ACCOUNTANTS, default="rdp")
     p.add_argument("--sampling", choices=SAMPLINGS, default="poisson")
@@ -101,7 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("epsilon", "ε of a DP-SGD run (the guarantee for the whole run).")
     _add_run_shape(p)
-    p.add_argument("--noise-multiplier", type=_float, required=True, help="σ")
+    p.add_argument("--noise-multiplier", type=_noise_multiplier, required=True, help="σ")
 
     p = add("noise", "Smallest noise multiplier σ whose ε does not exceed a target.")
     p.add_argument("--target-epsilon", type=_float, required=True)
@@ -112,7 +163,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("data", "Generate the synthetic transactions data set.")
     p.add_argument("--rows", type=_positive_int, default=None, help="number of transactions")
-    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--seed", type=_seed, default=None)
     p.add_argument("--out", type=Path, default=None, help="output path (.csv or .csv.gz)")
     p.add_argument(
         "--if-missing", action="store_true", help="do nothing if the output file already exists"
@@ -174,7 +225,8 @@ def _cmd_classroom(args: argparse.Namespace) -> dict[str, Any]:
     if args.action == "export-nbgrader":
         if args.out is None:
             raise UsageError(f"{usage}: --out DIR is required (the nbgrader course folder)")
-        export = classroom.export_nbgrader(args.out)
+        with _writing_to("--out", args.out):
+            export = classroom.export_nbgrader(args.out)
         return {
             "config": str(export.config),
             "config_written": export.config_written,
@@ -203,11 +255,11 @@ def _add_training_options(p: argparse.ArgumentParser, default_epsilon: float = 1
     privacy.add_argument(
         "--target-epsilon", type=_float, default=None, help=f"default {default_epsilon}"
     )
-    privacy.add_argument("--noise-multiplier", type=_float, default=None)
+    privacy.add_argument("--noise-multiplier", type=_noise_multiplier, default=None)
     privacy.add_argument("--no-dp", action="store_true", help="train without privacy")
     p.set_defaults(default_epsilon=default_epsilon)
-    p.add_argument("--epochs", type=_positive_int, default=None)
-    p.add_argument("--batch-size", type=_positive_int, default=None)
+    p.add_argument("--epochs", type=_count(MAX_EPOCHS), default=None)
+    p.add_argument("--batch-size", type=_count(MAX_EXAMPLES), default=None)
     p.add_argument("--microbatch-size", type=_positive_int, default=None, help=_MICROBATCH_HELP)
     p.add_argument("--l2-norm-clip", type=_float, default=None)
     p.add_argument("--learning-rate", type=_float, default=None)
@@ -219,7 +271,7 @@ def _add_training_options(p: argparse.ArgumentParser, default_epsilon: float = 1
     p.add_argument(
         "--data", type=Path, default=None, help="a transactions CSV (course or Kaggle schema)"
     )
-    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--seed", type=_seed, default=None)
 
 
 def _quiet_tensorflow() -> None:
@@ -273,12 +325,33 @@ def _cmd_data(args: argparse.Namespace) -> dict[str, Any]:
     from dpcourse import data
 
     out = args.out or data.DEFAULT_PATH
-    if args.if_missing and Path(out).is_file():
-        return {"path": str(out), "written": False}
     rows = args.rows or data.DEFAULT_ROWS
+    if not 100 <= rows <= data.MAX_ROWS:
+        raise _argument_error(
+            "--rows",
+            f"expected between 100 and {data.MAX_ROWS:,} (memory grows with the rows), got {rows}",
+        )
+    if Path(out).is_dir():
+        raise _argument_error(
+            "--out",
+            f"{out} is a directory; give a file path such as {Path(out) / 'transactions.csv.gz'}",
+        )
+    if args.if_missing and Path(out).is_file():
+        try:
+            data.load_transactions(out)
+        except ValueError as err:
+            raise _argument_error(
+                "--out",
+                f"{out} exists but is not a usable data file ({err}); delete it, or "
+                "run without --if-missing to replace it",
+            ) from None
+        return {"path": str(out), "written": False}
     seed = data.DEFAULT_SEED if args.seed is None else args.seed
     df = data.generate_transactions(rows, seed)
-    data.save_transactions(df, out)
+    try:
+        data.save_transactions(df, out)
+    except OSError as err:
+        raise _file_error("--out", out, err, "choose a writable file path") from None
     return {
         "path": str(out),
         "written": True,
@@ -317,16 +390,24 @@ def _train_config(args: argparse.Namespace, **defaults: Any):
 
 
 def _load_split(path: Path | None):
+    """The training split of ``--data`` (default: the course file); read and validated
+    before TensorFlow is imported, so a bad file is reported at once."""
     from dpcourse import data
 
-    return data.load_split(path)
+    try:
+        return data.load_split(path)
+    except (OSError, ValueError) as err:
+        shown = path if path is not None else data.DEFAULT_PATH
+        if isinstance(err, OSError):
+            raise _file_error("--data", shown, err, "point --data at a transactions file") from None
+        raise _argument_error("--data", f"{shown}: {err}") from None
 
 
 def _cmd_train(args: argparse.Namespace) -> dict[str, Any]:
+    split = _load_split(args.data)
     from dpcourse import training
 
     config = _train_config(args)
-    split = _load_split(args.data)
     result = training.train(config, split, verbose=0 if args.json else 1)
     summary = result.summary()
     if result.privacy is not None:
@@ -340,11 +421,12 @@ AUDIT_DEFAULTS = {"hidden": (128, 128), "epochs": 200, "batch_size": 50, "learni
 
 
 def _cmd_audit(args: argparse.Namespace) -> dict[str, Any]:
+    split = _load_split(args.data)
     from dpcourse import audit, training
 
     config = _train_config(args, **AUDIT_DEFAULTS)
     experiment = audit.membership_experiment(
-        _load_split(args.data), args.members, args.fraud_fraction, seed=config.seed
+        split, args.members, args.fraud_fraction, seed=config.seed
     )
     result = training.train(config, experiment.train_split, verbose=0 if args.json else 1)
     attack = audit.attack_model(
@@ -417,18 +499,65 @@ def _human(result: dict[str, Any]) -> str:
     return "\n".join(([body, ""] if body else []) + lines)
 
 
+#: Failures a user can cause and fix, reported in one line with exit status 2: bad
+#: values (``ValueError``), files (``OSError``: missing, a directory, no permission, disk
+#: full), and memory. Anything else is a bug and keeps its traceback.
+EXPECTED_FAILURES = (UsageError, ValueError, OSError, MemoryError)
+
+
+def _file_error(option: str, path: object, err: OSError, fix: str) -> UsageError:
+    """One line for an ``OSError`` on the file of ``option``: what happened and the fix."""
+    reason = err.strerror or str(err) or type(err).__name__
+    if err.errno == errno.ENOSPC:
+        fix = "free some space or choose another disk; any existing file was left unchanged"
+    elif err.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        fix = f"{fix} (you lack permission here)"
+    return _argument_error(option, f"{path}: {reason}; {fix}")
+
+
+@contextlib.contextmanager
+def _writing_to(option: str, folder: Path) -> Iterator[None]:
+    """Report an ``OSError`` while writing into ``folder`` as an error of ``option``."""
+    try:
+        yield
+    except OSError as err:
+        where = err.filename or folder
+        raise _file_error(option, where, err, "choose a writable folder") from None
+
+
+def _argument_error(option: str, message: str) -> UsageError:
+    """A one-line error about ``option``, worded like argparse's own."""
+    return UsageError(f"python -m dpcourse: error: argument {option}: {message}")
+
+
+def _one_line(err: BaseException) -> str:
+    if isinstance(err, UsageError):
+        return str(err)
+    if isinstance(err, MemoryError):
+        return (
+            "python -m dpcourse: error: out of memory; use smaller --rows, --examples, "
+            "--batch-size or --epochs"
+        )
+    if isinstance(err, OSError) and err.strerror:
+        where = f": {err.filename}" if err.filename else ""
+        return f"python -m dpcourse: error: {err.strerror}{where}"
+    message = str(err).splitlines()[0] if str(err) else type(err).__name__
+    return f"python -m dpcourse: error: {message}"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point; returns the process exit status (0 ok, 2 bad input)."""
+    """Entry point; returns the process exit status (0 ok, 2 bad input, 130 interrupted)."""
     _quiet_tensorflow()
     try:
         args = build_parser().parse_args(argv)
         started = time.perf_counter()
         result = _commands()[args.command](args)
-    except (UsageError, ValueError, FileNotFoundError) as err:
-        message = str(err).splitlines()[0] if str(err) else type(err).__name__
-        prefix = "" if isinstance(err, UsageError) else "python -m dpcourse: error: "
-        print(f"{prefix}{message}", file=sys.stderr)
+    except EXPECTED_FAILURES as err:
+        print(_one_line(err), file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("python -m dpcourse: interrupted", file=sys.stderr)
+        return 130
     if args.json:
         print(json.dumps(_json_safe(result)))
     else:

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import gzip
 import io
+import os
+import zlib
 from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
@@ -26,9 +28,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from dpcourse._files import write_atomic
+from dpcourse._validation import require_seed
+
 DATA_DIR = Path(__file__).resolve().parent.parent / "data"
 DEFAULT_PATH = DATA_DIR / "transactions.csv.gz"
 DEFAULT_ROWS = 120_000
+#: Most rows :func:`generate_transactions` makes: 2 million rows peak at about 0.9 GiB of
+#: memory (20 times the course's data set); more would not fit a laptop or Binder.
+MAX_ROWS = 2_000_000
 DEFAULT_SEED = 2024
 TARGET_FRAUD_RATE = 0.01
 
@@ -60,6 +68,17 @@ COURSE_COLUMNS: dict[str, str] = {
     "transactions_last_24h": "i",
     "account_age_days": "i",
     "is_fraud": "i",
+}
+#: Allowed range (inclusive) of each numeric column: a value outside it is an error in
+#: the file (hour 99, a negative amount), reported with its column and row before training.
+COURSE_RANGES: dict[str, tuple[float, float]] = {
+    "amount": (0.0, 1e9),
+    "hour": (0, 23),
+    "card_present": (0, 1),
+    "foreign": (0, 1),
+    "distance_from_home_km": (0.0, 50_000.0),
+    "transactions_last_24h": (0, 10_000),
+    "account_age_days": (0, 100_000),
 }
 #: Columns of the public "Credit Card Fraud Detection" (Kaggle/ULB) schema.
 KAGGLE_COLUMNS: dict[str, str] = {
@@ -121,10 +140,19 @@ def generate_transactions(n_rows: int = DEFAULT_ROWS, seed: int = DEFAULT_SEED) 
     """Generate ``n_rows`` synthetic card transactions, deterministically from ``seed``.
 
     About one customer per ten transactions; each customer's share of transactions
-    is log-normal (heavy tailed: a few customers have a hundred or more).
+    is log-normal (heavy tailed: a few customers have a hundred or more). ``n_rows`` is
+    between 100 and ``MAX_ROWS``; ``seed`` between 0 and 2**32 - 1.
     """
-    if not isinstance(n_rows, int | np.integer) or n_rows < 100:
-        raise ValueError(f"n_rows must be an integer >= 100, got {n_rows!r}.")
+    if (
+        not isinstance(n_rows, int | np.integer)
+        or isinstance(n_rows, bool)
+        or not 100 <= n_rows <= MAX_ROWS
+    ):
+        raise ValueError(
+            f"n_rows must be an integer between 100 and {MAX_ROWS:,} (memory grows with it), "
+            f"got {n_rows!r}."
+        )
+    require_seed(seed)
     rng = np.random.default_rng(seed)
     n_customers = max(10, n_rows // 10)
 
@@ -171,22 +199,27 @@ def generate_transactions(n_rows: int = DEFAULT_ROWS, seed: int = DEFAULT_SEED) 
     return df
 
 
+def is_gzip_name(path: str | Path) -> bool:
+    """True for names ending in ``.gz``, in any case (``x.CSV.GZ`` too)."""
+    return str(path).lower().endswith(".gz")
+
+
 def save_transactions(df: pd.DataFrame, path: str | Path) -> Path:
-    """Write ``df`` as CSV; ``.gz`` paths are gzip-compressed with a fixed header.
+    """Write ``df`` as CSV; ``.gz`` paths (any case) are gzip-compressed with a fixed header.
 
     The gzip header's timestamp and file name are fixed so that the same data always
-    gives the same bytes (a reproducibility test relies on it).
+    gives the same bytes (a reproducibility test relies on it). The file is replaced
+    atomically (:func:`dpcourse._files.write_atomic`): on a full disk or any other write
+    error the old file stays as it was and the ``OSError`` propagates.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     text = df.to_csv(index=False, lineterminator="\n").encode()
-    if path.suffix == ".gz":
+    if is_gzip_name(path):
         buffer = io.BytesIO()
         with gzip.GzipFile(filename="", mode="wb", fileobj=buffer, mtime=0, compresslevel=9) as gz:
             gz.write(text)
-        path.write_bytes(buffer.getvalue())
-    else:
-        path.write_bytes(text)
+        text = buffer.getvalue()
+    write_atomic(path, text)
     return path
 
 
@@ -204,9 +237,12 @@ def detect_schema(df: pd.DataFrame) -> str:
 
 
 def validate_transactions(df: pd.DataFrame) -> str:
-    """Check columns and types; return the schema name or raise ``ValueError``.
+    """Check columns, types and values; return the schema name or raise ``ValueError``.
 
-    The message names the first missing or malformed column and what was expected.
+    The message names the first bad column (and row, counted from 0 in the data) and what
+    was expected: a missing column, text in a numeric column, a missing, infinite or
+    out-of-range value (``COURSE_RANGES``; ``1e400`` in a CSV reads as infinity), an
+    unknown merchant category, or a label other than 0 and 1.
     """
     schema = detect_schema(df)
     columns = COURSE_COLUMNS if schema == "course" else KAGGLE_COLUMNS
@@ -217,35 +253,93 @@ def validate_transactions(df: pd.DataFrame) -> str:
                 f"{', '.join(columns)}."
             )
         series = df[name]
+        if series.isna().any():
+            raise ValueError(
+                f"Column '{name}' has missing values (first at row {_first(series.isna())}); "
+                "fill or drop those rows."
+            )
         if kind == "O":
-            if series.isna().any():
-                raise ValueError(f"Column '{name}' has missing values; fill or drop those rows.")
             continue
-        if not pd.api.types.is_numeric_dtype(series):
+        if not pd.api.types.is_numeric_dtype(series) or pd.api.types.is_complex_dtype(series):
             raise ValueError(
                 f"Column '{name}' must be numeric but has dtype {series.dtype}; "
                 "check the file for text in that column."
             )
-        if series.isna().any():
-            raise ValueError(f"Column '{name}' has missing values; fill or drop those rows.")
+        values = series.to_numpy(dtype=float)
+        infinite = ~np.isfinite(values)
+        if infinite.any():
+            raise ValueError(
+                f"Column '{name}' has an infinite or overflowing value "
+                f"({series.iloc[_first(infinite)]!r} at row {_first(infinite)}); fix or drop "
+                "that row."
+            )
+        if schema == "course" and name in COURSE_RANGES:
+            low, high = COURSE_RANGES[name]
+            outside = (values < low) | (values > high)
+            if outside.any():
+                raise ValueError(
+                    f"Column '{name}' has the value {series.iloc[_first(outside)]!r} at row "
+                    f"{_first(outside)}, outside its range [{low:g}, {high:g}]; fix or drop "
+                    "that row."
+                )
+    if schema == "course":
+        unknown = ~df["merchant_category"].isin(MERCHANT_CATEGORIES)
+        if unknown.any():
+            raise ValueError(
+                f"Column 'merchant_category' has the unknown value "
+                f"{df['merchant_category'].iloc[_first(unknown)]!r} at row {_first(unknown)}; "
+                f"expected one of {', '.join(MERCHANT_CATEGORIES)}."
+            )
     label = df[LABEL[schema]]
     if not label.isin([0, 1]).all():
         raise ValueError(f"Column '{LABEL[schema]}' must contain only 0 and 1.")
     return schema
 
 
+def _first(mask: pd.Series | np.ndarray) -> int:
+    """Position of the first True in ``mask``."""
+    return int(np.flatnonzero(np.asarray(mask))[0])
+
+
+#: Errors of a file that is not a (complete) CSV or gzip-compressed CSV.
+_UNREADABLE = (
+    EOFError,
+    gzip.BadGzipFile,
+    zlib.error,
+    UnicodeDecodeError,
+    pd.errors.ParserError,
+    pd.errors.EmptyDataError,
+)
+
+
 @lru_cache(maxsize=4)
-def _read_csv(path: str) -> pd.DataFrame:
-    return pd.read_csv(path)
+def _read_csv(path: str, size: int, mtime_ns: int) -> pd.DataFrame:
+    """The parsed file; ``size`` and ``mtime_ns`` key the cache, so a changed file is
+    read again. Compression is detected from the content (gzip's magic bytes), not the
+    name."""
+    with open(path, "rb") as handle:
+        compressed = handle.read(2) == b"\x1f\x8b"
+    try:
+        return pd.read_csv(path, compression="gzip" if compressed else None)
+    except _UNREADABLE as err:
+        kind = "gzip-compressed CSV" if compressed else "CSV"
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise ValueError(
+            f"{path} is not a readable {kind} file ({type(err).__name__}: {reason}); it may be "
+            "truncated or in another format. Re-create it (python -m dpcourse data --out "
+            "PATH) or point to a complete .csv or .csv.gz file."
+        ) from None
 
 
 def load_transactions(path: str | Path | None = None) -> pd.DataFrame:
     """Load and validate a transactions file (default: the shipped course data).
 
     Accepts the course schema or the "Credit Card Fraud Detection" schema
-    (``Time, V1..V28, Amount, Class``). Raises ``FileNotFoundError`` for a missing
-    file and ``ValueError`` naming the column for a malformed one. Returns a copy,
-    so callers may modify it.
+    (``Time, V1..V28, Amount, Class``), plain or gzip-compressed whatever the name.
+    Raises ``FileNotFoundError`` for a missing file, ``ValueError`` naming the file for
+    one that is not a complete CSV and naming the column for a malformed one, and the
+    ``OSError`` of the operating system otherwise (e.g. ``PermissionError``). Returns a
+    copy, so callers may modify it; re-reads the file if it changed since the last call.
     """
     path = Path(path) if path is not None else DEFAULT_PATH
     if not path.is_file():
@@ -255,7 +349,9 @@ def load_transactions(path: str | Path | None = None) -> pd.DataFrame:
             else ""
         )
         raise FileNotFoundError(f"No data file at {path}.{hint}")
-    df = _read_csv(str(path.resolve())).copy()
+    resolved = path.resolve()
+    info = os.stat(resolved)
+    df = _read_csv(str(resolved), info.st_size, info.st_mtime_ns).copy()
     validate_transactions(df)
     return df
 
@@ -327,6 +423,16 @@ def split_data(df: pd.DataFrame, test_fraction: float = 0.25, seed: int = 0) -> 
     for label in (0, 1):
         idx = np.flatnonzero(y == label)
         test[rng.choice(idx, size=round(len(idx) * test_fraction), replace=False)] = True
+    for part, rows in (("training", ~test), ("test", test)):
+        missing = {0, 1} - set(np.unique(y[rows]).tolist())
+        if missing:
+            column = LABEL[detect_schema(df)]
+            raise ValueError(
+                f"Column '{column}' gives the {part} set no example of class {min(missing)} "
+                f"({int((y == 0).sum())} rows of class 0, {int((y == 1).sum())} of class 1): a "
+                "fraud model needs both classes in both sets; use a file with more rows of "
+                "the rare class."
+            )
     mean = x[~test].mean(axis=0)
     std = x[~test].std(axis=0)
     std[std == 0] = 1.0

@@ -54,8 +54,17 @@ DEFAULT_GRADIENT_BATCH_SIZE = 4096
 
 
 def _as_gradient_matrix(per_example_grads: np.ndarray) -> np.ndarray:
-    """``per_example_grads`` as a finite float64 array of shape (n_examples, n_params)."""
-    grads = np.asarray(per_example_grads, dtype=np.float64)
+    """``per_example_grads`` as a finite real float64 array of shape (n_examples, n_params).
+
+    Complex input is refused: casting it to float64 would drop the imaginary part silently.
+    """
+    raw = np.asarray(per_example_grads)
+    if np.iscomplexobj(raw):
+        raise ValueError(
+            f"per_example_grads must be real, got dtype {raw.dtype}; gradients of a real "
+            "loss are real (take .real explicitly if the imaginary parts are known to be 0)."
+        )
+    grads = np.asarray(raw, dtype=np.float64)
     if grads.ndim != 2 or grads.shape[0] == 0 or grads.shape[1] == 0:
         raise ValueError(
             "per_example_grads must be a 2-D array of shape (n_examples, n_params) with "
@@ -116,8 +125,27 @@ def clip_gradients(per_example_grads: np.ndarray, l2_norm_clip: float) -> np.nda
     """
     grads = _as_gradient_matrix(per_example_grads)
     clip = require_positive_number("l2_norm_clip", l2_norm_clip)
-    norms = np.linalg.norm(grads, axis=1, keepdims=True)
+    norms = l2_norms(grads)[:, None]
     return grads * (clip / np.maximum(norms, clip))
+
+
+def l2_norms(rows: np.ndarray) -> np.ndarray:
+    """‖g_i‖ of every row of a finite float64 matrix, without overflow or underflow.
+
+    ``np.linalg.norm`` computes sqrt(Σ g²), which overflows to ∞ once entries exceed about
+    1e154 (a row of 1e200s would then be clipped to zeros) and underflows for entries below
+    about 1e-154. Rows where that happens are recomputed as s_i · ‖g_i / s_i‖ with
+    s_i = max_j |g_ij|; every other row keeps ``np.linalg.norm``'s value bit for bit.
+    """
+    with np.errstate(over="ignore", under="ignore"):
+        norms = np.linalg.norm(rows, axis=1)
+    risky = ~np.isfinite(norms) | (norms < 1e-150)
+    if risky.any():
+        part = rows[risky]
+        scale = np.max(np.abs(part), axis=1)
+        safe = np.where(scale > 0, scale, 1.0)
+        norms[risky] = scale * np.linalg.norm(part / safe[:, None], axis=1)
+    return norms
 
 
 def microbatch_means(per_example_grads: np.ndarray, microbatch_size: int) -> np.ndarray:

@@ -93,6 +93,7 @@ from dpcourse._validation import (
     require_noise_multiplier,
     require_positive_int,
     require_positive_number,
+    require_seed,
 )
 from dpcourse.choices import ACCOUNTANTS, MODELS, OPTIMIZERS, PATHS
 from dpcourse.data import TARGET_FRAUD_RATE, Split, load_split
@@ -106,6 +107,10 @@ DEFAULT_TARGET_EPSILON = 1.0
 #: exceeds it with probability about 1e-9 per step (then the padding grows to fit).
 PADDING_SDS = 6.0
 
+#: Most entries (steps × padded batch) of the sampling schedule ``train`` draws up front:
+#: 50 million take about 0.8 GiB while being drawn (int64 samples, int32 indices, float32
+#: weights), 300 times the default run's. More epochs would exhaust memory, not fail.
+MAX_SCHEDULE_ENTRIES = 50_000_000
 #: Largest (number of microbatches) × batch size the "optimizer"/"vectorized" paths accept
 #: (memory).
 MAX_OPTIMIZER_JACOBIAN = 2048 * 2048
@@ -205,8 +210,7 @@ class TrainConfig:
         if prior is not None and (not is_real(prior) or not 0.0 < prior < 1.0):
             raise ValueError(f"prior_fraud_rate must be None or in (0, 1), got {prior!r}.")
         require_choice("optimizer", self.optimizer, OPTIMIZERS)
-        if not is_integer(self.seed):
-            raise ValueError(f"seed must be an integer, got {self.seed!r}.")
+        require_seed(self.seed)
 
     def _check_optimizer_memory(self) -> None:
         """The DP Keras optimizers build a Jacobian of M per-microbatch losses over a batch
@@ -245,7 +249,7 @@ class TrainConfig:
         elif target is not None:
             require_positive_number("target_epsilon", target)
         else:
-            require_noise_multiplier(sigma)
+            accounting.require_accounted_noise_multiplier(sigma)
 
     def _refuse_poisson_microbatches(self) -> None:
         k = self.microbatch_size
@@ -615,6 +619,13 @@ def train(
             f"{config.batch_size}."
         )
     steps_per_epoch = accounting.steps_per_epoch(n_train, config.batch_size)
+    entries = steps_per_epoch * config.epochs * padded_batch_size(n_train, config.batch_size)
+    if entries > MAX_SCHEDULE_ENTRIES:
+        raise ValueError(
+            f"epochs={config.epochs} with batch_size={config.batch_size} on {n_train:,} "
+            f"examples needs a sampling schedule of {entries:,} entries, more than "
+            f"MAX_SCHEDULE_ENTRIES={MAX_SCHEDULE_ENTRIES:,} (memory); train fewer epochs."
+        )
     run = config.run(n_train)
     sigma = None if run is None else run.noise_multiplier
 

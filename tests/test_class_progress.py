@@ -112,14 +112,14 @@ def test_an_unreadable_progress_file_is_reported_not_guessed(tmp_path):
     assert row.status == "unreadable" and row.total is None and row.problem
 
 
-def test_read_progress_raises_where_the_learner_side_reader_forgives(tmp_path):
-    with pytest.raises(FileNotFoundError):
-        tracking.read_progress(tmp_path / "absent.json")
+def test_load_progress_names_the_status_of_every_file(tmp_path):
+    """The class view's reader never guesses: absent and damaged files are told apart."""
+    assert tracking.load_progress(tmp_path / "absent.json").status == "missing"
     damaged = tmp_path / "damaged.json"
     for text in ("[1, 2]", '{"passed": 3}', "{", '{"passed": [{"lesson": "00"}]}'):
         damaged.write_text(text)
-        with pytest.raises(ValueError):
-            tracking.read_progress(damaged)
+        contents = tracking.load_progress(damaged)
+        assert contents.status == "damaged" and contents.problem, text
 
 
 @pytest.mark.parametrize(

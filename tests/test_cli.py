@@ -120,9 +120,14 @@ def test_data_is_reproducible_and_loadable(tmp_path, capsys):
 
 def test_data_if_missing_keeps_an_existing_file(tmp_path, capsys):
     out = tmp_path / "d.csv"
-    out.write_text("keep me")
+    data.save_transactions(data.generate_transactions(300, seed=4), out)
+    before = out.read_bytes()
     result = run_json(capsys, "data", "--out", str(out), "--if-missing")
-    assert result["written"] is False and out.read_text() == "keep me"
+    assert result["written"] is False and out.read_bytes() == before
+    out.write_text("keep me")  # not a data file: kept, and reported instead of used
+    assert main(["data", "--out", str(out), "--if-missing"]) == 2
+    assert "not a usable data file" in capsys.readouterr().err
+    assert out.read_text() == "keep me"
 
 
 @pytest.mark.parametrize(
@@ -142,7 +147,7 @@ def test_data_if_missing_keeps_an_existing_file(tmp_path, capsys):
                 "--delta",
                 "1e-5",
             ),
-            "noise_multiplier",
+            "--noise-multiplier",
         ),
         (
             (
@@ -211,7 +216,7 @@ def test_data_if_missing_keeps_an_existing_file(tmp_path, capsys):
         ),
         (("train", "--no-dp", "--target-epsilon", "1"), "not allowed with"),
         (("train", "--epochs", "0"), "--epochs"),
-        (("data", "--rows", "10", "--out", "/tmp/never.csv"), "n_rows"),
+        (("data", "--rows", "10", "--out", "/tmp/never.csv"), "--rows"),
     ],
 )
 def test_bad_input_exits_2_with_one_line(args, needle, capsys):

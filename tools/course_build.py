@@ -34,6 +34,7 @@ from typing import Any
 
 import nbformat
 
+from dpcourse._files import write_atomic
 from dpcourse.course import NOTEBOOKS, Lesson, exercise_tag, instructor_notebook, lessons
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
@@ -58,7 +59,7 @@ def build_instructor_edition(out_dir: Path, directory: Path = NOTEBOOKS) -> list
     for lesson in lessons(directory):
         nb = instructor_notebook(nbformat.read(lesson.path, as_version=4))
         target = out_dir / lesson.path.name
-        nbformat.write(nb, target)
+        write_atomic(target, nbformat.writes(nb))
         written.append(target)
     return written
 
@@ -253,12 +254,12 @@ def build_book(out_dir: Path, directory: Path = NOTEBOOKS, timeout: int = 600) -
         executions[lesson.number] = run
         page = out_dir / lesson.html_name
         text = _render(run.notebook, lesson.title, nav)
-        page.write_text(text)
+        write_atomic(page, text)
         toc[lesson.number] = sections(text)
-        nbformat.write(run.notebook, edition / lesson.path.name)
+        write_atomic(edition / lesson.path.name, nbformat.writes(run.notebook))
         pages.append(page)
     index = out_dir / "index.html"
-    index.write_text(_index_page(entries, toc))
+    write_atomic(index, _index_page(entries, toc))
     pages.insert(0, index)
     broken = broken_links(out_dir)
     if broken:

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import nbformat
 
+from dpcourse._files import write_atomic
+
 KERNELSPEC = {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}
 
 
@@ -35,5 +37,5 @@ def write(path: str | Path, cells: list[nbformat.NotebookNode]) -> Path:
     for i, cell in enumerate(nb.cells):
         cell["id"] = f"c{stem}-{i:03d}"  # stable ids: rebuilding gives a clean diff
     path = Path(path)
-    path.write_text(nbformat.writes(nb, version=4) + "\n")
+    write_atomic(path, nbformat.writes(nb, version=4) + "\n")
     return path

@@ -10,6 +10,10 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # `make strip` runs it with any Python 3.11, not the venv's
+
+from dpcourse._files import write_atomic  # noqa: E402  (standard library only)
+
 KERNELSPEC = {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}
 
 
@@ -26,7 +30,7 @@ def strip(path: Path) -> bool:
     nb["metadata"].pop("widgets", None)
     after = json.dumps(nb, indent=1, ensure_ascii=False) + "\n"
     if after != before:
-        path.write_text(after)
+        write_atomic(path, after)
     return after != before
 
 

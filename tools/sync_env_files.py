@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from dpcourse._files import write_atomic
+
 ROOT = Path(__file__).resolve().parent.parent
 HEADER = (
     "# Generated from requirements.txt by `make lock` (tools/sync_env_files.py); do not edit.\n"
@@ -37,8 +39,8 @@ def environment_yml(pins: list[str]) -> str:
 
 def main() -> None:
     pins = locked_pins()
-    (ROOT / "environment.yml").write_text(environment_yml(pins))
-    (ROOT / "binder" / "requirements.txt").write_text(HEADER + "".join(f"{p}\n" for p in pins))
+    write_atomic(ROOT / "environment.yml", environment_yml(pins))
+    write_atomic(ROOT / "binder" / "requirements.txt", HEADER + "".join(f"{p}\n" for p in pins))
 
 
 if __name__ == "__main__":

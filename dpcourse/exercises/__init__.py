@@ -122,7 +122,13 @@ from .registry import (
     load,
     progress,
 )
-from .tracking import ProgressWarning, progress_file, reset_progress
+from .tracking import (
+    ProgressWarning,
+    load_progress,
+    progress_file,
+    read_progress,
+    reset_progress,
+)
 
 __all__ = [
     "ChoiceExercise",
@@ -141,9 +147,11 @@ __all__ = [
     "is_placeholder",
     "lessons",
     "load",
+    "load_progress",
     "off_by_factor",
     "output_mistake",
     "progress",
     "progress_file",
+    "read_progress",
     "reset_progress",
 ]

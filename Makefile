@@ -1,6 +1,7 @@
 # dpcourse — every target bootstraps .venv from the lock (requirements.txt) on first use.
 #   make lab    open the course in JupyterLab (localhost only, token on)
 #   make test   unit tests + every notebook through nbval
+#   make hub    JupyterHub for a room on this machine (as root; see instructor/README.md)
 # Python 3.11 is required (TensorFlow Privacy 0.9.0 declares <3.12). Point PYTHON at one
 # if `python3.11` is not on PATH:  make lab PYTHON=/path/to/python3.11
 
@@ -15,10 +16,13 @@ LAB_FLAGS ?=
 PYTEST_ARGS ?=
 LAB_SETTINGS := $(VENV)/share/jupyter/lab/settings/overrides.json
 KERNEL_SPEC  := $(VENV)/share/jupyter/kernels/python3/kernel.json
+# JupyterHub's proxy, the npm package pinned by hub/package-lock.json, kept in the project.
+HUB_NODE  := .hub-node
+HUB_PROXY := $(HUB_NODE)/node_modules/.bin/configurable-http-proxy
 # Jupyter refuses to run as root unless told; containers and CI often are root.
 ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root)
 
-.PHONY: lab test data lock lint strip instructor book bench clean
+.PHONY: lab test data lock lint strip instructor book bench hub hub-ready hub-proxy bench-hub clean
 
 lab: $(STAMP) $(DATA) $(LAB_SETTINGS) $(KERNEL_SPEC)
 	$(VENV)/bin/jupyter lab --config=etc/jupyter_server_config.py \
@@ -38,6 +42,27 @@ book: $(STAMP) $(DATA) $(KERNEL_SPEC)
 # Speed of the DP paths, the CLI, σ calibration and the course; writes benchmarks/RESULTS.md.
 bench: $(STAMP) $(DATA)
 	$(PY) benchmarks/bench.py
+
+# The classroom hub on this machine (hub/jupyterhub_config.py). Run as root: it starts
+# each learner's server as that learner's UNIX account.
+hub: hub-ready $(HUB_PROXY)
+	$(VENV)/bin/jupyterhub -f hub/jupyterhub_config.py
+
+# What learners' servers need in .venv: the course kernel, the lab settings, the data.
+hub-ready: $(STAMP) $(DATA) $(LAB_SETTINGS) $(KERNEL_SPEC)
+
+hub-proxy: $(HUB_PROXY)
+
+# 1, 2, 4 and 8 learners running the heaviest lesson at once through the hub (as root;
+# creates and removes throw-away accounts); writes benchmarks/HUB_RESULTS.md.
+bench-hub: hub-ready $(HUB_PROXY)
+	$(PY) benchmarks/bench_hub.py
+
+$(HUB_PROXY): hub/package.json hub/package-lock.json
+	@command -v npm >/dev/null || { echo "The hub's proxy needs Node.js >= 20.19 and npm."; exit 1; }
+	@mkdir -p $(HUB_NODE) && cp hub/package.json hub/package-lock.json $(HUB_NODE)/
+	npm ci --prefix $(HUB_NODE) --no-audit --no-fund --loglevel=error
+	@touch $(HUB_PROXY)
 
 data: $(STAMP)
 	$(PY) -m dpcourse data --out $(DATA)
@@ -81,4 +106,4 @@ $(LAB_SETTINGS): binder/overrides.json | $(STAMP)
 	@mkdir -p $(dir $(LAB_SETTINGS)) && cp binder/overrides.json $(LAB_SETTINGS)
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache
+	rm -rf $(VENV) $(HUB_NODE) build *.egg-info .pytest_cache

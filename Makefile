@@ -49,7 +49,9 @@ hub: hub-ready $(HUB_PROXY)
 	$(VENV)/bin/jupyterhub -f hub/jupyterhub_config.py
 
 # What learners' servers need in .venv: the course kernel, the lab settings, the data.
+# The kernel spec is compared, not dated: installing ipykernel writes a newer kernel.json.
 hub-ready: $(STAMP) $(DATA) $(LAB_SETTINGS) $(KERNEL_SPEC)
+	@cmp -s etc/kernel/kernel.json $(KERNEL_SPEC) || cp etc/kernel/kernel.json $(KERNEL_SPEC)
 
 hub-proxy: $(HUB_PROXY)
 

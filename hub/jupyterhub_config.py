@@ -62,6 +62,11 @@ c.PAMAuthenticator.open_sessions = False
 c.JupyterHub.spawner_class = "localprocess"  # a process per learner, run as that learner
 c.Spawner.cmd = [str(VENV / "bin" / "jupyterhub-singleuser")]
 c.Spawner.notebook_dir = "~"
+# Kernels talk to their server over UNIX sockets in the learner's private runtime folder
+# instead of TCP ports on 127.0.0.1. jupyter_client picks free ports and the kernel binds
+# them a moment later; when a room starts many kernels at once another process can take
+# a port in between, and the kernel then fails to start (seen in tests/test_hub.py).
+c.Spawner.args = ["--KernelManager.transport=ipc"]
 # JupyterLab, opened on lesson 00 of the learner's own copy of the course.
 c.Spawner.default_url = f"/lab/tree/{COURSE_FOLDER}/00_welcome.ipynb"
 # Private home (0700) and the course copied into ~/dpcourse on the first start only

@@ -8,6 +8,10 @@ container, never on a machine with real users:
 - :func:`create_learners` adds a UNIX group and accounts with random passwords
   (``useradd --create-home``, ``chpasswd``); :func:`remove_learners` ends their processes
   (by process id, only processes owned by those accounts) and deletes accounts and homes.
+- :func:`learner_environment` returns an environment every learner can execute: this one,
+  or, when its interpreter is not reachable by other accounts (a pyenv Python under
+  ``/root``, as on CI), a copy made from a system ``python3.11`` that hard-links this
+  environment's installed packages (same files, same lock; seconds, not a reinstall).
 - :class:`Hub` runs ``jupyterhub`` with ``hub/jupyterhub_config.py`` loaded unchanged
   under a small test-only layer: free ports on 127.0.0.1 and a state directory.
 - :meth:`Hub.login` logs a learner in through the login form (PAM, their password) and
@@ -25,6 +29,8 @@ import json
 import os
 import pwd
 import secrets
+import shutil
+import stat
 import signal
 import socket
 import subprocess
@@ -68,6 +74,68 @@ def missing_requirements() -> list[str]:
     if not Path(sys.prefix, "bin", "jupyterhub").exists():
         missing.append("jupyterhub in this environment (the lock's `hub` extra)")
     return missing
+
+
+# --- An environment the learners can run -----------------------------------------------------
+
+
+def _usable_by_others(path: Path) -> bool:
+    """Every directory on the way is traversable and the file executable by other users."""
+    path = Path(path).resolve()
+    if not path.stat().st_mode & stat.S_IXOTH:
+        return False
+    return all(parent.stat().st_mode & stat.S_IXOTH for parent in path.parents)
+
+
+SYSTEM_PYTHONS = ("/usr/bin/python3.11", "/usr/local/bin/python3.11")
+
+
+def learner_environment(copy_to: Path) -> Path:
+    """An environment prefix whose ``bin/jupyterhub-singleuser`` every account can run.
+
+    This environment (``sys.prefix``) if its interpreter is usable by other accounts;
+    otherwise ``copy_to``, rebuilt as a venv of a system ``python3.11`` with hard links to
+    this environment's ``site-packages``, ``share`` and ``etc`` and its scripts' first line
+    pointed at the new interpreter (reused while the installed packages are the same; files
+    such as the kernel spec are hard links, so they follow the original). Raises ``RuntimeError`` if no usable Python exists.
+    """
+    source = Path(sys.prefix)
+    if _usable_by_others(Path(sys.executable)):
+        return source
+    python = next((p for p in SYSTEM_PYTHONS if Path(p).exists() and _usable_by_others(Path(p))), None)
+    if python is None:
+        raise RuntimeError(
+            f"{sys.executable} is not executable by other accounts and no system Python 3.11 "
+            f"({', '.join(SYSTEM_PYTHONS)}) exists: build the course environment from a "
+            "Python every learner can run (instructor/README.md, Deployment)."
+        )
+    target = Path(copy_to)
+    site = Path("lib", f"python{sys.version_info.major}.{sys.version_info.minor}", "site-packages")
+    # The installed distributions (names with versions) and the interpreter: while they are
+    # unchanged the copy is reused (removing and relinking 40,000 files takes a while).
+    fingerprint = "\n".join([python, *sorted(os.listdir(source / site))])
+    stamp = target / ".dpcourse-environment"
+    if stamp.exists() and stamp.read_text() == fingerprint:
+        return target
+    shutil.rmtree(target, ignore_errors=True)
+    _run(python, "-m", "venv", "--without-pip", str(target))
+    for part in (site, Path("share"), Path("etc")):
+        if (source / part).exists():
+            shutil.rmtree(target / part, ignore_errors=True)
+            _run("cp", "-al", str(source / part), str(target / part))
+    old_shebang = f"#!{source / 'bin' / 'python'}".encode()
+    for script in (source / "bin").iterdir():
+        if script.is_symlink() or not script.is_file() or (target / "bin" / script.name).exists():
+            continue
+        text = script.read_bytes()
+        if text.startswith(old_shebang + b"\n"):
+            (target / "bin" / script.name).write_bytes(
+                f"#!{target / 'bin' / 'python'}".encode() + text[len(old_shebang) :]
+            )
+            (target / "bin" / script.name).chmod(0o755)
+    target.chmod(0o755)
+    stamp.write_text(fingerprint)
+    return target
 
 
 # --- Learners ----------------------------------------------------------------------------------
@@ -142,7 +210,7 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
 @dataclass(frozen=True)
 class Response:
     status: int
-    headers: dict[str, str]
+    headers: dict[str, str]  # names in lower case
     body: bytes
 
     def json(self):
@@ -172,9 +240,13 @@ def request(
     opener = urllib.request.build_opener(*handlers)
     try:
         with opener.open(req, timeout=timeout) as response:
-            return Response(response.status, dict(response.headers), response.read())
+            return Response(response.status, _lower(response.headers), response.read())
     except urllib.error.HTTPError as err:
-        return Response(err.code, dict(err.headers), err.read())
+        return Response(err.code, _lower(err.headers), err.read())
+
+
+def _lower(headers) -> dict[str, str]:
+    return {name.lower(): value for name, value in headers.items()}
 
 
 # --- The hub -------------------------------------------------------------------------------------
@@ -186,21 +258,22 @@ load_subconfig({config!r})  # noqa: F821  the real configuration, unchanged
 c.JupyterHub.bind_url = "http://127.0.0.1:{port}"
 c.JupyterHub.hub_bind_url = "http://127.0.0.1:{hub_port}"
 c.ConfigurableHTTPProxy.api_url = "http://127.0.0.1:{proxy_api_port}"
-c.Spawner.cpu_limit = {cpu_limit!r}
 """
 
 
 class Hub:
-    """``jupyterhub -f hub/jupyterhub_config.py`` on free 127.0.0.1 ports (context manager).
+    """``jupyterhub -f hub/jupyterhub_config.py`` on free 127.0.0.1 ports (context manager),
+    run from ``environment`` (see :func:`learner_environment`), whose
+    ``jupyterhub-singleuser`` the configuration then gives the learners.
 
     ``state`` holds the database, cookie secret, the test layer and the hub's log. Leaving
     the context stops the hub, which stops every learner's server (``cleanup_servers``).
     """
 
-    def __init__(self, state: Path, group: str, *, cpu_limit: float = 1.0) -> None:
+    def __init__(self, state: Path, group: str, environment: Path) -> None:
         self.state = Path(state)
+        self.environment = Path(environment)
         self.group = group
-        self.cpu_limit = cpu_limit
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = self.state / "jupyterhub.log"
@@ -215,18 +288,17 @@ class Hub:
                 port=self.port,
                 hub_port=free_port(),
                 proxy_api_port=free_port(),
-                cpu_limit=self.cpu_limit,
             )
         )
         env = {
-            "PATH": f"{Path(sys.prefix) / 'bin'}:{os.environ.get('PATH', '/usr/bin:/bin')}",
+            "PATH": f"{self.environment / 'bin'}:{os.environ.get('PATH', '/usr/bin:/bin')}",
             "LANG": os.environ.get("LANG", "C.UTF-8"),
             "DPCOURSE_HUB_STATE": str(self.state),
             "DPCOURSE_HUB_GROUP": self.group,
         }
         with open(self.log_path, "w") as log:
             self.process = subprocess.Popen(
-                [str(Path(sys.prefix) / "bin" / "jupyterhub"), "-f", str(layer)],
+                [str(self.environment / "bin" / "jupyterhub"), "-f", str(layer)],
                 cwd=self.state,
                 env=env,
                 stdout=log,
@@ -478,12 +550,16 @@ class NotebookRun:
     seconds: float
     stderr: str
     peak_rss_bytes: int
+    extra_stdout: list[str]
 
 
-def run_notebook(hub: Hub, learner: Learner, path: str, extra_cells: tuple[str, ...] = ()) -> NotebookRun:
+def run_notebook(
+    hub: Hub, learner: Learner, path: str, extra_cells: tuple[str, ...] = ()
+) -> NotebookRun:
     """Execute the notebook at ``path`` (in the learner's home, read through the contents
     API) top to bottom in a fresh kernel, then ``extra_cells``; raise ``RuntimeError`` on
-    the first cell error. Returns the wall time, all stderr and the kernel's peak RSS."""
+    the first cell error. Returns the notebook's wall time and the kernel's peak RSS (both
+    without the extra cells), all stderr, and each extra cell's stdout."""
     answer = request(f"{hub.server_url(learner)}api/contents/{path}", token=learner.token)
     if answer.status != 200:
         raise RuntimeError(f"{learner.name} cannot read {path}: HTTP {answer.status}")
@@ -492,14 +568,20 @@ def run_notebook(hub: Hub, learner: Learner, path: str, extra_cells: tuple[str, 
         for c in answer.json()["content"]["cells"]
         if c["cell_type"] == "code"
     ]
-    stderr = []
+    stderr, extra_stdout = [], []
     with KernelSession(hub, learner, path) as kernel:
         started = time.perf_counter()
-        for number, code in enumerate([*cells, *extra_cells], start=1):
+        for number, code in enumerate(cells, start=1):
             result = kernel.execute(code)
             stderr.append(result.stderr)
             if result.error:
                 raise RuntimeError(f"{learner.name}: {path} cell {number}: {result.error}")
         seconds = time.perf_counter() - started
         peak = int(kernel.execute(PEAK_RSS_PROBE).stdout.strip())
-    return NotebookRun(seconds, "".join(stderr), peak)
+        for code in extra_cells:
+            result = kernel.execute(code)
+            stderr.append(result.stderr)
+            if result.error:
+                raise RuntimeError(f"{learner.name}: {path} extra cell: {result.error}")
+            extra_stdout.append(result.stdout)
+    return NotebookRun(seconds, "".join(stderr), peak, extra_stdout)

@@ -41,7 +41,9 @@ def _positive_float(text: str, source: str) -> float:
     try:
         value = float(text)
     except ValueError:
-        raise ValueError(f"{source} must be a number of CPUs such as 1 or 0.5, got {text!r}")
+        raise ValueError(
+            f"{source} must be a number of CPUs such as 1 or 0.5, got {text!r}"
+        ) from None
     if not math.isfinite(value) or value <= 0:
         raise ValueError(f"{source} must be a positive number of CPUs, got {text!r}")
     return value

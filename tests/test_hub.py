@@ -80,7 +80,13 @@ def classroom(tmp_path_factory):
                     list(pool.map(hub.login, learners))
                     list(pool.map(hub.start_server, learners))
                     print(f"hub test: + logins and servers {time.perf_counter() - clock:.1f} s")
-                    runs = dict(zip(names, pool.map(lambda l: _lessons_of(hub, l), learners)))
+                    runs = dict(
+                        zip(
+                            names,
+                            pool.map(lambda one: _lessons_of(hub, one), learners),
+                            strict=True,
+                        )
+                    )
                     print(f"hub test: + lessons {time.perf_counter() - clock:.1f} s")
             except Exception as err:
                 raise AssertionError(f"{err}\n--- hub log ---\n{hub.log_tail()}") from err
@@ -90,7 +96,7 @@ def classroom(tmp_path_factory):
 
 
 def test_each_learner_runs_lessons_00_and_05_in_their_own_server(classroom):
-    hub, learners, runs = classroom
+    _, learners, runs = classroom
     for learner in learners:
         assert set(runs[learner.name]) == {"00", "05"}
         assert runs[learner.name]["00"].extra_stdout == ["True\n"], "the exercise must pass"

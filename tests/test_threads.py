@@ -125,7 +125,8 @@ print(len(os.listdir("/proc/self/task")))
 
 
 def _threads_after_tensorflow(env: dict[str, str]) -> int:
-    base = {k: v for k, v in os.environ.items() if k not in (*threads.THREAD_VARIABLES, "CPU_LIMIT")}
+    drop = (*threads.THREAD_VARIABLES, "CPU_LIMIT")
+    base = {k: v for k, v in os.environ.items() if k not in drop}
     result = subprocess.run(
         [sys.executable, "-c", _POOL_PROBE],
         env={**base, "TF_CPP_MIN_LOG_LEVEL": "3", **env},

@@ -30,9 +30,9 @@ import os
 import pwd
 import secrets
 import shutil
-import stat
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import time
@@ -97,12 +97,14 @@ def learner_environment(copy_to: Path) -> Path:
     otherwise ``copy_to``, rebuilt as a venv of a system ``python3.11`` with hard links to
     this environment's ``site-packages``, ``share`` and ``etc`` and its scripts' first line
     pointed at the new interpreter (reused while the installed packages are the same; files
-    such as the kernel spec are hard links, so they follow the original). Raises ``RuntimeError`` if no usable Python exists.
+    such as the kernel spec are hard links, so they follow the original). Raises
+    ``RuntimeError`` if no usable Python exists.
     """
     source = Path(sys.prefix)
     if _usable_by_others(Path(sys.executable)):
         return source
-    python = next((p for p in SYSTEM_PYTHONS if Path(p).exists() and _usable_by_others(Path(p))), None)
+    usable = [p for p in SYSTEM_PYTHONS if Path(p).exists() and _usable_by_others(Path(p))]
+    python = usable[0] if usable else None
     if python is None:
         raise RuntimeError(
             f"{sys.executable} is not executable by other accounts and no system Python 3.11 "

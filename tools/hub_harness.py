@@ -53,6 +53,8 @@ PEAK_RSS_PROBE = (
     "print(int(_re.search(r'VmHWM:\\s+(\\d+) kB', open('/proc/self/status').read())"
     ".group(1)) * 1024)"
 )
+#: Prints the CPU seconds (user + system, all threads) the kernel has used since it started.
+CPU_PROBE = "import os as _os\nprint(sum(_os.times()[:2]))"
 
 
 def free_port() -> int:
@@ -552,6 +554,7 @@ class NotebookRun:
     seconds: float
     stderr: str
     peak_rss_bytes: int
+    cpu_seconds: float
     extra_stdout: list[str]
 
 
@@ -560,8 +563,8 @@ def run_notebook(
 ) -> NotebookRun:
     """Execute the notebook at ``path`` (in the learner's home, read through the contents
     API) top to bottom in a fresh kernel, then ``extra_cells``; raise ``RuntimeError`` on
-    the first cell error. Returns the notebook's wall time and the kernel's peak RSS (both
-    without the extra cells), all stderr, and each extra cell's stdout."""
+    the first cell error. Returns the notebook's wall time, the kernel's peak RSS and CPU
+    seconds (all without the extra cells), all stderr, and each extra cell's stdout."""
     answer = request(f"{hub.server_url(learner)}api/contents/{path}", token=learner.token)
     if answer.status != 200:
         raise RuntimeError(f"{learner.name} cannot read {path}: HTTP {answer.status}")
@@ -580,10 +583,11 @@ def run_notebook(
                 raise RuntimeError(f"{learner.name}: {path} cell {number}: {result.error}")
         seconds = time.perf_counter() - started
         peak = int(kernel.execute(PEAK_RSS_PROBE).stdout.strip())
+        cpu = float(kernel.execute(CPU_PROBE).stdout.strip())
         for code in extra_cells:
             result = kernel.execute(code)
             stderr.append(result.stderr)
             if result.error:
                 raise RuntimeError(f"{learner.name}: {path} extra cell: {result.error}")
             extra_stdout.append(result.stdout)
-    return NotebookRun(seconds, "".join(stderr), peak, extra_stdout)
+    return NotebookRun(seconds, "".join(stderr), peak, cpu, extra_stdout)

@@ -11,7 +11,9 @@ container, never on a machine with real users:
 - :func:`learner_environment` returns an environment every learner can execute: this one,
   or, when its interpreter is not reachable by other accounts (a pyenv Python under
   ``/root``, as on CI), a copy made from a system ``python3.11`` that hard-links this
-  environment's installed packages (same files, same lock; seconds, not a reinstall).
+  environment's installed packages (same files, same lock; seconds, not a reinstall). On
+  Debian 12 that Python is 3.11.2, below soupsieve 4.1.3's declared 3.11.5: pip would not
+  install the lock there, but the files installed on 3.11.7 run (nothing here imports it).
 - :class:`Hub` runs ``jupyterhub`` with ``hub/jupyterhub_config.py`` loaded unchanged
   under a small test-only layer: free ports on 127.0.0.1 and a state directory.
 - :meth:`Hub.login` logs a learner in through the login form (PAM, their password) and

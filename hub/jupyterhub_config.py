@@ -20,7 +20,7 @@ import os
 import sys
 from pathlib import Path
 
-from dpcourse.classroom import COURSE_FOLDER, prepare_home
+from dpcourse.learner_home import COURSE_FOLDER, prepare_home
 
 c = get_config()  # noqa: F821  (provided by JupyterHub when it loads this file)
 
@@ -70,7 +70,7 @@ c.Spawner.args = ["--KernelManager.transport=ipc"]
 # JupyterLab, opened on lesson 00 of the learner's own copy of the course.
 c.Spawner.default_url = f"/lab/tree/{COURSE_FOLDER}/00_welcome.ipynb"
 # Private home (0700) and the course copied into ~/dpcourse on the first start only
-# (dpcourse/classroom.py). To hand out an update during a course, nbgitpuller is
+# (dpcourse/learner_home.py). To hand out an update during a course, nbgitpuller is
 # installed: see instructor/README.md.
 c.Spawner.pre_spawn_hook = prepare_home
 # CPU_LIMIT in the learner's environment: the course kernel caps TensorFlow's thread pools

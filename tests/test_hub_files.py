@@ -194,7 +194,7 @@ print(json.dumps({
     "cmd": spawner.cmd, "default_url": spawner.default_url, "cpu_limit": spawner.cpu_limit,
     "pre_spawn_hook": spawner.pre_spawn_hook.__module__ + "." + spawner.pre_spawn_hook.__name__,
     "services": [s["command"][1:3] for s in hub.services],
-    "proxy": config.ConfigurableHTTPProxy.command,
+    "proxy": config.ConfigurableHTTPProxy.get("command"),
 }))
 """
 
@@ -220,7 +220,7 @@ def test_hub_config_defaults_are_local_pam_and_lesson_00(tmp_path):
     assert config["spawner_class"] == "localprocess"
     assert config["cmd"] == [str(Path(sys.prefix) / "bin" / "jupyterhub-singleuser")]
     assert config["default_url"] == _values()["singleuser"]["defaultUrl"]
-    assert config["pre_spawn_hook"] == "dpcourse.classroom.prepare_home"
+    assert config["pre_spawn_hook"] == "dpcourse.learner_home.prepare_home"
     assert config["services"] == [["-m", "jupyterhub_idle_culler"]]
     assert config["cpu_limit"] == 1.0
     assert (tmp_path / "state").is_dir()

@@ -73,10 +73,11 @@ def test_lock_satisfies_pyproject_ranges(lock, extras):
         assert req.specifier.contains(pins[name], prereleases=True), (name, pins[name])
 
 
-def test_pyproject_extras_are_lab_grading_and_dev():
-    """`lab` and `grading` (nbgrader, for a class on a hub) are runtime; `dev` is not."""
+def test_pyproject_extras_are_lab_grading_hub_and_dev():
+    """`lab`, `grading` (nbgrader, for a class on a hub) and `hub` (the room's JupyterHub)
+    are runtime; `dev` is not."""
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    assert set(project["optional-dependencies"]) == {"lab", "grading", "dev"}
+    assert set(project["optional-dependencies"]) == {"lab", "grading", "hub", "dev"}
 
 
 def test_runtime_lock_carries_no_development_tools():

@@ -85,7 +85,7 @@ def _fraud_logit_without_intercept(df: pd.DataFrame, customer_risk: np.ndarray) 
     24 h, new = account younger than 120 days, risky = online retail or electronics.
 
     The patterns are strong and each is shared by many transactions: a DP model at ε = 1
-    can learn them (it keeps over 90 % of the non-private AUPRC on this data). Rarer or
+    can learn them (it keeps about 90 % of the non-private AUPRC or more). Rarer or
     subtler patterns cost more accuracy under DP (lesson 07).
     """
     night = (df["hour"].to_numpy() <= 5).astype(float)

@@ -39,7 +39,8 @@ MNIST_DELTA = 1e-5
 # rule δ ≤ 0.1/N, so every call with it warns. The tests that reproduce its published
 # figures expect that one warning; any other DeltaTooLargeWarning still shows.
 pytestmark = pytest.mark.filterwarnings(
-    r"ignore:delta=1e-05 is above 0\.1/n_examples=1\.67e-06:dpcourse.accounting.DeltaTooLargeWarning"
+    r"ignore:delta=1e-05 is above 0\.1/n_examples=1\.67e-06"
+    ":dpcourse.accounting.DeltaTooLargeWarning"
 )
 #: A short run that keeps PLD quick: q = 0.01, 300 steps.
 SMALL = {"n_examples": 10000, "batch_size": 100, "epochs": 3}

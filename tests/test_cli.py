@@ -11,7 +11,7 @@ import sys
 import dp_accounting
 import pytest
 
-from dpcourse import accounting, data
+from dpcourse import accounting, cli, data
 from dpcourse.cli import main
 
 
@@ -223,6 +223,8 @@ TRAIN_KEYS = {
     "accountant",
     "train_seconds",
     "compile_seconds",
+    "seed",
+    "seed_source",
 }
 
 
@@ -242,6 +244,31 @@ def test_train_json_is_one_object_with_the_contract_keys():
     )
     assert 0 < result["train_seconds"] < 300
     assert 0 < result["compile_seconds"] < 300
+
+
+def test_train_seed_comes_from_the_os_unless_given(monkeypatch):
+    """A released model's noise must not be regenerable: without --seed, train draws its
+    seed from the OS's secure generator (``secrets``), never the library's public default."""
+    parser = cli.build_parser()
+    drawn = {cli._training_seed(parser.parse_args(["train"])) for _ in range(3)}
+    assert {source for _, source in drawn} == {"os"} and len(drawn) > 1
+    assert all(0 <= seed < 2**32 for seed, _ in drawn)
+    monkeypatch.setattr(cli.secrets, "randbits", lambda bits: 12345 + bits)
+    assert cli._training_seed(parser.parse_args(["train"])) == (12345 + 32, "os")
+    assert cli._training_seed(parser.parse_args(["train", "--seed", "0"])) == (0, "--seed")
+
+
+@pytest.mark.slow
+def test_train_reports_its_seed_source_and_hides_a_drawn_seed(capsys, tmp_path):
+    path = tmp_path / "small.csv"
+    data.save_transactions(data.generate_transactions(4000, seed=3), path)
+    shape = ("train", "--noise-multiplier", "1", "--epochs", "1", "--batch-size", "256")
+    drawn = [run_json(capsys, *shape, "--data", str(path)) for _ in range(2)]
+    assert [(r["seed"], r["seed_source"]) for r in drawn] == [(None, "os")] * 2
+    assert drawn[0]["auprc"] != drawn[1]["auprc"]  # other noise, other batches
+    given = [run_json(capsys, *shape, "--data", str(path), "--seed", "3") for _ in range(2)]
+    assert [(r["seed"], r["seed_source"]) for r in given] == [(3, "--seed")] * 2
+    assert given[0]["auprc"] == given[1]["auprc"]  # reproducible when asked for
 
 
 @pytest.mark.slow

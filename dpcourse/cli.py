@@ -152,7 +152,7 @@ def _add_training_options(p: argparse.ArgumentParser, default_epsilon: float = 1
     p.add_argument("--microbatches", type=_positive_int, default=None)
     p.add_argument("--l2-norm-clip", type=_float, default=None)
     p.add_argument("--learning-rate", type=_float, default=None)
-    p.add_argument("--delta", type=_float, default=None)
+    p.add_argument("--delta", type=_float, default=None, help="δ (default 1e-6), at most 0.1/N")
     p.add_argument("--sampling", choices=("poisson", "shuffle"), default=None)
     p.add_argument(
         "--path", choices=("fast", "twopass", "xla", "optimizer", "vectorized"), default=None

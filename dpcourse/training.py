@@ -156,7 +156,11 @@ class TrainConfig:
     not spend its first (noisy) steps learning the base rate; it is a public assumption
     (the course data is generated at 1 % fraud), not estimated from the training data,
     which would cost privacy. None keeps Keras's zero bias. ``optimizer`` picks Adam
-    (default) or plain SGD, which lessons use to see the raw update.
+    (default) or plain SGD, which lessons use to see the raw update. ``seed`` drives the
+    sampling schedule, the initial weights and the noise. Its default, 0, is public: right
+    for lessons and tests, whose numbers must be reproducible, wrong for a model you
+    release, whose noise anyone could then regenerate; draw it from the OS for that
+    (``secrets.randbits(32)``, as ``python -m dpcourse train`` does without ``--seed``).
     """
 
     model: str = "mlp"

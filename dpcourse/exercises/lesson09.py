@@ -12,12 +12,9 @@ from dpcourse.exercises import (
     NumericExercise,
     PredicateExercise,
     Quiz,
+    is_placeholder,
     off_by_factor,
 )
-from dpcourse.exercises.core import is_placeholder
-
-TITLE = "Privacy unit and reporting"
-
 
 # --------------------------------------------------------------------------- customer_budget
 CUSTOMER_EPSILON, CUSTOMER_DELTA, CAP = 2.0, 1e-6, 5
@@ -30,7 +27,6 @@ def _transaction_budget() -> tuple[float, float]:
 
 
 customer_budget = NumericExercise(
-    lesson="09",
     name="customer_budget",
     title="A per-transaction δ for a customer-level target",
     prompt=(
@@ -174,7 +170,6 @@ class ReportExercise(PredicateExercise):
 
 
 report = ReportExercise(
-    lesson="09",
     name="report",
     title="Write the privacy report of a run",
     prompt=(
@@ -248,7 +243,6 @@ report = ReportExercise(
 
 # --------------------------------------------------------------------------- quiz
 quiz = Quiz(
-    lesson="09",
     title="Lesson 09 quiz",
     questions=[
         MultipleChoice(

@@ -126,7 +126,15 @@ _PLD_INTERVAL_BOUNDS = (1e-6, 1e-2)
 
 
 class DeltaTooLargeWarning(UserWarning):
-    """δ is at least 1/N: a mechanism that publishes one random record would qualify."""
+    """δ > 0.1/N breaks the course's rule δ ≤ 0.1/N (δ·N ≤ 0.1).
+
+    Why: publishing each of the N records in full with probability δ is (0, δ)-DP, and it
+    publishes δ·N records on average; at δ = 1/N that is one whole record. δ·N ≤ 0.1 keeps
+    such a mechanism's expected number of fully published records at most 0.1."""
+
+
+#: The course's rule for δ: δ · N ≤ MAX_DELTA_TIMES_N.
+MAX_DELTA_TIMES_N = 0.1
 
 
 # --------------------------------------------------------------------------- validation
@@ -190,14 +198,16 @@ def _callers_stacklevel() -> int:
 
 
 def _check_delta(delta: object, n_examples: int) -> float:
+    """Reject δ outside (0, 1); warn (:class:`DeltaTooLargeWarning`) when δ > 0.1/N."""
     if not is_real(delta) or not 0 < delta < 1:
         raise ValueError(f"delta must be a number strictly between 0 and 1; got {delta!r}.")
-    if delta >= 1 / n_examples:
-        suggestion = 10 ** math.floor(math.log10(0.1 / n_examples))
+    if delta > MAX_DELTA_TIMES_N / n_examples:
+        suggestion = 10 ** math.floor(math.log10(MAX_DELTA_TIMES_N / n_examples))
         warnings.warn(
-            f"delta={delta!r} is not below 1/n_examples={1 / n_examples:.3g}: publishing one "
-            "randomly chosen record in full meets a δ = 1/N guarantee. Choose δ well below "
-            f"1/N, e.g. delta={suggestion:.0e}.",
+            f"delta={delta!r} is above 0.1/n_examples={MAX_DELTA_TIMES_N / n_examples:.3g} "
+            f"(delta·N = {delta * n_examples:.3g}): at δ = 1/N, publishing one randomly chosen "
+            "record in full meets the guarantee. Choose δ ≤ 0.1/N, e.g. "
+            f"delta={suggestion:.0e}.",
             DeltaTooLargeWarning,
             stacklevel=_callers_stacklevel(),
         )
@@ -302,7 +312,7 @@ class DpSgdRun:
     def epsilon(self, delta: float, accountant: str = "rdp") -> float:
         """ε of the whole run at ``delta`` with the ``"rdp"`` or ``"pld"`` accountant.
 
-        ``math.inf`` when σ = 0. Warns with :class:`DeltaTooLargeWarning` when δ >= 1/N.
+        ``math.inf`` when σ = 0. Warns with :class:`DeltaTooLargeWarning` when δ > 0.1/N.
         """
         delta = _check_delta(delta, self.n_examples)
         require_choice("accountant", accountant, ACCOUNTANTS)
@@ -518,7 +528,7 @@ compute_epsilon = _run_function(
     accountant="rdp", sampling="poisson", microbatch_size=1)``: the run is
     ``epochs · ⌊N/B⌋`` steps with noise multiplier σ (σ_eff = σ/2 when ``microbatch_size``
     > 1), sampled as ``sampling`` says; ``math.inf`` when σ = 0. Raises ``ValueError`` on
-    invalid input; warns with :class:`DeltaTooLargeWarning` when δ >= 1/N. The same as
+    invalid input; warns with :class:`DeltaTooLargeWarning` when δ > 0.1/N. The same as
     ``DpSgdRun(...).epsilon(delta, accountant)``.
     """,
 )

@@ -16,6 +16,7 @@ import errno
 import json
 import math
 import os
+import secrets
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -33,9 +34,9 @@ from dpcourse.choices import ACCOUNTANTS, MODELS, PATHS, SAMPLINGS
 
 EXAMPLES = {
     "epsilon": "python -m dpcourse epsilon --examples 60000 --batch-size 256 "
-    "--noise-multiplier 1.1 --epochs 60 --delta 1e-5",
+    "--noise-multiplier 1.1 --epochs 60 --delta 1e-6",
     "noise": "python -m dpcourse noise --target-epsilon 1 --examples 90000 --batch-size 1024 "
-    "--epochs 10 --delta 1e-5",
+    "--epochs 10 --delta 1e-6",
     "train": "python -m dpcourse train --target-epsilon 1 --json",
     "data": "python -m dpcourse data --rows 5000 --seed 1 --out /tmp/transactions.csv.gz",
     "audit": "python -m dpcourse audit --target-epsilon 4 --json",
@@ -123,7 +124,7 @@ def _add_run_shape(p: argparse.ArgumentParser) -> None:
         "--batch-size", type=_count(MAX_EXAMPLES), required=True, help="expected batch size B"
     )
     p.add_argument("--epochs", type=_count(MAX_EPOCHS), required=True, help="passes over the data")
-    p.add_argument("--delta", type=_float, required=True, help="δ, well below 1/N")
+    p.add_argument("--delta", type=_float, required=True, help="δ, at most 0.1/N")
     p.add_argument("--accountant", choices=ACCOUNTANTS, default="rdp")
     p.add_argument("--sampling", choices=SAMPLINGS, default="poisson")
     p.add_argument("--microbatch-size", type=_positive_int, default=1, help=_MICROBATCH_HELP)
@@ -263,7 +264,7 @@ def _add_training_options(p: argparse.ArgumentParser, default_epsilon: float = 1
     p.add_argument("--microbatch-size", type=_positive_int, default=None, help=_MICROBATCH_HELP)
     p.add_argument("--l2-norm-clip", type=_float, default=None)
     p.add_argument("--learning-rate", type=_float, default=None)
-    p.add_argument("--delta", type=_float, default=None)
+    p.add_argument("--delta", type=_float, default=None, help="δ (default 1e-6), at most 0.1/N")
     p.add_argument("--sampling", choices=SAMPLINGS, default=None)
     p.add_argument("--path", choices=PATHS, default=None)
     p.add_argument("--model", choices=MODELS, default=None)
@@ -271,7 +272,13 @@ def _add_training_options(p: argparse.ArgumentParser, default_epsilon: float = 1
     p.add_argument(
         "--data", type=Path, default=None, help="a transactions CSV (course or Kaggle schema)"
     )
-    p.add_argument("--seed", type=_seed, default=None)
+    p.add_argument(
+        "--seed",
+        type=_seed,
+        default=None,
+        help="seed of the sampling, the initial weights and the noise; for reproducible "
+        "experiments only (train's default: an unpredictable seed from the OS, not printed)",
+    )
 
 
 def _quiet_tensorflow() -> None:
@@ -403,13 +410,27 @@ def _load_split(path: Path | None):
         raise _argument_error("--data", f"{shown}: {err}") from None
 
 
+def _training_seed(args: argparse.Namespace) -> tuple[int, str]:
+    """``(seed, seed_source)``: ``--seed`` if given, else 32 unpredictable bits from the OS
+    (``secrets``). Anyone who knows the seed of a released model can regenerate its noise
+    and subtract it; the default seed of the library (0, which keeps lessons and tests
+    reproducible) is public. 32 bits is all ``tf.keras.utils.set_random_seed`` accepts."""
+    if args.seed is not None:
+        return args.seed, "--seed"
+    return secrets.randbits(32), "os"
+
+
 def _cmd_train(args: argparse.Namespace) -> dict[str, Any]:
     split = _load_split(args.data)
     from dpcourse import training
 
-    config = _train_config(args)
+    seed, seed_source = _training_seed(args)
+    config = _train_config(args, seed=seed)
     result = training.train(config, split, verbose=0 if args.json else 1)
     summary = result.summary()
+    # An OS-drawn seed stays secret: printing it would publish the noise.
+    summary["seed"] = seed if seed_source == "--seed" else None
+    summary["seed_source"] = seed_source
     if result.privacy is not None:
         summary["statement"] = result.privacy.statement()
     return summary

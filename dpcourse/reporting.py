@@ -34,15 +34,17 @@ __all__ = ["PRIVACY_TIERS", "PRODUCTION_CAVEATS", "ModelCard", "model_card", "pr
 PRODUCTION_CAVEATS: tuple[str, ...] = (
     "Randomness: batches and noise come from seeded pseudo-random generators (NumPy's "
     "PCG64, TensorFlow's Philox), which are not cryptographically secure; anyone who knows "
-    "the seed can regenerate and subtract the noise. Production DP needs a secure, unseeded "
-    "source of randomness.",
+    "the seed can regenerate and subtract the noise, so a released model's seed must be "
+    "secret (the CLI draws it from the OS unless --seed is given). Production DP needs a "
+    "secure source of randomness.",
     "Floating point: textbook floating-point noise samplers leak through the pattern of "
     "representable values (Mironov 2012 for Laplace noise; Jin et al. 2022 for Gaussian "
     "noise). The guarantee is for exact real-valued Gaussian noise.",
     "Tuning: every training run on the private data spends privacy. The ε above covers one "
     "run; choosing hyperparameters by trying several runs on the same data costs more.",
-    "Preprocessing: feature standardisation used statistics of the training data, treated "
-    "as public here; a deployment uses fixed, domain-known ranges or spends budget on them.",
+    "Preprocessing: features are scaled with fixed constants stated in advance from public "
+    "knowledge (dpcourse.data.FEATURE_SCALING), never with statistics of the training data, "
+    "which would be a release outside the accounted run.",
 )
 
 

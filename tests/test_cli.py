@@ -11,7 +11,7 @@ import sys
 import dp_accounting
 import pytest
 
-from dpcourse import accounting, data
+from dpcourse import accounting, cli, data
 from dpcourse.cli import main
 
 
@@ -39,7 +39,7 @@ MNIST = (
     "--epochs",
     "60",
     "--delta",
-    "1e-5",
+    "1e-6",  # δ·N = 0.06: the course's rule δ ≤ 0.1/N (the tutorial itself used 1e-5)
 )
 
 
@@ -50,7 +50,7 @@ def test_epsilon_matches_dp_accounting(capsys):
         dp_accounting.PoissonSampledDpEvent(256 / 60000, dp_accounting.GaussianDpEvent(1.1)),
         steps,
     )
-    reference = dp_accounting.rdp.RdpAccountant().compose(event).get_epsilon(1e-5)
+    reference = dp_accounting.rdp.RdpAccountant().compose(event).get_epsilon(1e-6)
     assert result["steps"] == steps
     assert result["epsilon"] == pytest.approx(reference, rel=1e-9)
 
@@ -61,7 +61,7 @@ def test_epsilon_matches_tf_privacy_statement(capsys):
     ours = run_json(capsys, "epsilon", *MNIST)["epsilon"]
     shuffled = run_json(capsys, "epsilon", *MNIST, "--sampling", "shuffle")["epsilon"]
     statement = accounting.tf_privacy_statement_epsilons(
-        60000, 256, epochs=60, noise_multiplier=1.1, delta=1e-5
+        60000, 256, epochs=60, noise_multiplier=1.1, delta=1e-6
     )
     assert ours == pytest.approx(statement["poisson"], rel=2e-3)
     assert shuffled == pytest.approx(statement["once_per_epoch"], rel=1e-3)
@@ -73,38 +73,38 @@ def test_epsilon_pld_and_microbatches(capsys):
     assert pld["epsilon"] < rdp["epsilon"]
     micro = run_json(capsys, "epsilon", *MNIST, "--microbatch-size", "4")
     assert micro["epsilon"] == pytest.approx(
-        accounting.compute_epsilon(60000, 256, 0.55, 60, 1e-5), rel=1e-9
+        accounting.compute_epsilon(60000, 256, 0.55, 60, 1e-6), rel=1e-9
     )
 
 
 def test_noise_round_trip(capsys):
-    args = ("--examples", "90000", "--batch-size", "1024", "--epochs", "10", "--delta", "1e-5")
+    args = ("--examples", "90000", "--batch-size", "1024", "--epochs", "10", "--delta", "1e-6")
     result = run_json(capsys, "noise", "--target-epsilon", "1", *args)
     sigma = result["noise_multiplier"]
-    assert accounting.compute_epsilon(90000, 1024, sigma, 10, 1e-5) <= 1.0
-    assert accounting.compute_epsilon(90000, 1024, sigma * 0.998, 10, 1e-5) > 1.0
+    assert accounting.compute_epsilon(90000, 1024, sigma, 10, 1e-6) <= 1.0
+    assert accounting.compute_epsilon(90000, 1024, sigma * 0.998, 10, 1e-6) > 1.0
     assert result["epsilon"] <= 1.0
 
 
 def test_noise_takes_the_sampling_and_the_microbatch_size(capsys):
-    args = ("--examples", "90000", "--batch-size", "1024", "--epochs", "10", "--delta", "1e-5")
+    args = ("--examples", "90000", "--batch-size", "1024", "--epochs", "10", "--delta", "1e-6")
     result = run_json(
         capsys, "noise", "--target-epsilon", "20", *args, "--sampling", "shuffle",
         "--microbatch-size", "4",
     )  # fmt: skip
     expected = accounting.noise_multiplier_for_epsilon(
-        20.0, 90000, 1024, 10, 1e-5, sampling="shuffle", microbatch_size=4
+        20.0, 90000, 1024, 10, 1e-6, sampling="shuffle", microbatch_size=4
     )
     assert result["noise_multiplier"] == expected
     assert (result["sampling"], result["microbatch_size"], result["steps"]) == ("shuffle", 4, 870)
     assert result["epsilon"] == accounting.compute_epsilon(
-        90000, 1024, expected, 10, 1e-5, sampling="shuffle", microbatch_size=4
+        90000, 1024, expected, 10, 1e-6, sampling="shuffle", microbatch_size=4
     )
 
 
 def test_zero_noise_gives_null_epsilon(capsys):
     result = run_json(
-        capsys, "epsilon", *MNIST[:4], "--noise-multiplier", "0", "--epochs", "1", "--delta", "1e-5"
+        capsys, "epsilon", *MNIST[:4], "--noise-multiplier", "0", "--epochs", "1", "--delta", "1e-6"
     )
     assert result["epsilon"] is None
 
@@ -261,6 +261,8 @@ TRAIN_KEYS = {
     "accountant",
     "train_seconds",
     "compile_seconds",
+    "seed",
+    "seed_source",
 }
 
 
@@ -274,12 +276,37 @@ def test_train_json_is_one_object_with_the_contract_keys():
     assert result["steps"] == 2 * (result["n_train"] // result["batch_size"])
     assert result["epsilon"] == pytest.approx(
         accounting.compute_epsilon(
-            result["n_train"], result["batch_size"], result["noise_multiplier"], 2, 1e-5
+            result["n_train"], result["batch_size"], result["noise_multiplier"], 2, 1e-6
         ),
         rel=1e-9,
     )
     assert 0 < result["train_seconds"] < 300
     assert 0 < result["compile_seconds"] < 300
+
+
+def test_train_seed_comes_from_the_os_unless_given(monkeypatch):
+    """A released model's noise must not be regenerable: without --seed, train draws its
+    seed from the OS's secure generator (``secrets``), never the library's public default."""
+    parser = cli.build_parser()
+    drawn = {cli._training_seed(parser.parse_args(["train"])) for _ in range(3)}
+    assert {source for _, source in drawn} == {"os"} and len(drawn) > 1
+    assert all(0 <= seed < 2**32 for seed, _ in drawn)
+    monkeypatch.setattr(cli.secrets, "randbits", lambda bits: 12345 + bits)
+    assert cli._training_seed(parser.parse_args(["train"])) == (12345 + 32, "os")
+    assert cli._training_seed(parser.parse_args(["train", "--seed", "0"])) == (0, "--seed")
+
+
+@pytest.mark.slow
+def test_train_reports_its_seed_source_and_hides_a_drawn_seed(capsys, tmp_path):
+    path = tmp_path / "small.csv"
+    data.save_transactions(data.generate_transactions(4000, seed=3), path)
+    shape = ("train", "--noise-multiplier", "1", "--epochs", "1", "--batch-size", "256")
+    drawn = [run_json(capsys, *shape, "--data", str(path)) for _ in range(2)]
+    assert [(r["seed"], r["seed_source"]) for r in drawn] == [(None, "os")] * 2
+    assert drawn[0]["auprc"] != drawn[1]["auprc"]  # other noise, other batches
+    given = [run_json(capsys, *shape, "--data", str(path), "--seed", "3") for _ in range(2)]
+    assert [(r["seed"], r["seed_source"]) for r in given] == [(3, "--seed")] * 2
+    assert given[0]["auprc"] == given[1]["auprc"]  # reproducible when asked for
 
 
 @pytest.mark.slow

@@ -68,14 +68,49 @@ def test_fraud_is_nonlinear_and_hard():
     assert ap_mlp < 0.8
 
 
-def test_split_is_stratified_and_standardised():
-    split = data.load_split()
+def test_split_is_stratified_and_scaled_with_the_fixed_constants():
+    df = data.load_transactions()
+    split = data.split_data(df)
     assert split.n_train + len(split.y_test) == data.DEFAULT_ROWS
     assert abs(split.y_train.mean() - split.y_test.mean()) < 0.002
-    np.testing.assert_allclose(split.x_train.mean(axis=0), 0, atol=1e-3)
-    np.testing.assert_allclose(split.x_train.std(axis=0), 1, atol=1e-3)
+    x, _, names = data.feature_matrix(df)
+    centre, scale = np.array([data.FEATURE_SCALING["course"][n] for n in names]).T
+    expected = ((x - centre) / scale).astype(np.float32)
+    both = np.concatenate([split.x_train, split.x_test])
+    np.testing.assert_array_equal(np.sort(both, axis=0), np.sort(expected, axis=0))
     assert split.x_train.dtype == np.float32
     assert split.customer_train is not None and len(split.customer_train) == split.n_train
+
+
+def test_scaling_of_a_row_does_not_depend_on_the_other_rows():
+    """No statistic of the data enters: removing rows (or changing them) leaves every other
+    row's scaled features exactly as they were, unlike standardising with the data's mean."""
+    df = data.generate_transactions(2000, seed=3)
+    x, _, names = data.feature_matrix(df)
+    full = data.scale_features(x, names, "course")
+    changed = x.copy()
+    changed[:100] *= 50.0  # extreme rows
+    np.testing.assert_array_equal(data.scale_features(changed, names, "course")[100:], full[100:])
+    np.testing.assert_array_equal(data.scale_features(x[500:], names, "course"), full[500:])
+
+
+def test_fixed_scaling_standardises_a_fresh_public_draw():
+    """The constants are the generator's population values: on a draw with another seed,
+    sharing no row with the course data, every scaled feature has mean near 0 and standard
+    deviation near 1 (the heavy-tailed velocity and the rare flags vary most)."""
+    df = data.generate_transactions(60_000, seed=data.DEFAULT_SEED + 1)
+    x, _, names = data.feature_matrix(df)
+    scaled = data.scale_features(x, names, "course")
+    np.testing.assert_allclose(scaled.mean(axis=0), 0.0, atol=0.1)
+    np.testing.assert_allclose(scaled.std(axis=0), 1.0, atol=0.2)  # velocity: 1.16 here
+    assert set(names) == set(data.FEATURE_SCALING["course"])
+
+
+def test_scale_features_names_what_it_cannot_scale():
+    with pytest.raises(ValueError, match=r"^schema must be one of \['course', 'kaggle'\]"):
+        data.scale_features(np.zeros((2, 1)), ["log_amount"], "mine")
+    with pytest.raises(ValueError, match=r"^feature_names has no fixed scaling for \['V1'\]"):
+        data.scale_features(np.zeros((2, 1)), ["V1"], "course")
 
 
 def test_generation_is_deterministic_for_a_seed():

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import math
 import numbers
+import warnings
 from collections.abc import Callable
 
 from dpcourse import accounting
@@ -33,6 +34,14 @@ def _epsilon(**changes: object) -> float:
     return accounting.compute_epsilon(**{**RUN, "noise_multiplier": RUN_SIGMA, **changes})
 
 
+def _at_tutorial_delta(function: Callable[..., float], **kwargs: object) -> float:
+    """``function(**kwargs, delta=1e-5)``: the tutorials' δ, a known mistake here (δ·N = 0.9),
+    computed without the DeltaTooLargeWarning it rightly raises (the learner never asked)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", accounting.DeltaTooLargeWarning)
+        return function(**{**kwargs, "delta": 1e-5})
+
+
 def _close_to(value: Callable[[], float], message: str) -> Mistake:
     """The mistake "answer ≈ value()" (relative 1e-3); ``value`` runs only when checking."""
     return Mistake(
@@ -46,7 +55,7 @@ def _variant(change: str) -> float:
     variants: dict[str, Callable[[], float]] = {
         "pld": lambda: _epsilon(accountant="pld"),
         "shuffle": lambda: _epsilon(sampling="shuffle"),
-        "delta": lambda: _epsilon(delta=1e-5),
+        "delta": lambda: _at_tutorial_delta(_epsilon),
         "old": lambda: accounting.old_rdp_epsilon(**RUN, noise_multiplier=RUN_SIGMA),
         "steps": lambda: _epsilon(epochs=_STEPS),
     }
@@ -178,7 +187,9 @@ calibrate_sigma = PredicateExercise(
     predicate=_judge_sigma,
     wrong_answers=lambda: [
         accounting.noise_multiplier_for_epsilon(TARGET_EPSILON, **RUN, accountant="pld"),
-        accounting.noise_multiplier_for_epsilon(TARGET_EPSILON, **{**RUN, "delta": 1e-5}),
+        _at_tutorial_delta(
+            accounting.noise_multiplier_for_epsilon, target_epsilon=TARGET_EPSILON, **RUN
+        ),
         2 * _smallest_sigma(),
         0.99 * _smallest_sigma(),
         1.0,
@@ -198,8 +209,8 @@ halve_epsilon = ChoiceExercise(
     title="Which knob halves ε?",
     question=MultipleChoice(
         prompt=(
-            "The course's default run (N = 90,000, B = 8192, 16 epochs, δ = 1e-5, Poisson "
-            "sampling) with noise multiplier σ = 1 has ε ≈ 9 (RDP). Which single change "
+            "The course's default run (N = 90,000, B = 8192, 16 epochs, δ = 1e-6, Poisson "
+            "sampling) with noise multiplier σ = 1 has ε ≈ 10 (RDP). Which single change "
             "brings ε below half of that?"
         ),
         options={
@@ -308,7 +319,10 @@ quiz = Quiz(
                     "δ = 1/N allows publishing one randomly chosen record outright. δ must be "
                     "well below 1/N."
                 ),
-                "c": "Right: far below 1/N ≈ 1.1e-5, and it costs only a little more ε.",
+                "c": (
+                    "Right: far below 1/N ≈ 1.1e-5, within the course's rule δ ≤ 0.1/N, and "
+                    "it costs only a little more ε."
+                ),
                 "d": "With δ = 0.5 the guarantee allows almost anything.",
             },
         ),

@@ -22,7 +22,7 @@ RAW_RUN = {
     "batch_size": 256,
     "epochs": 1,
     "noise_multiplier": 1.1,
-    "delta": 1e-5,
+    "delta": 1e-6,
 }
 
 

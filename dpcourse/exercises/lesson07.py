@@ -125,7 +125,7 @@ choose_config = PredicateExercise(
 
 # --------------------------------------------------------------------------- oversampling
 #: The scenario of the oversampling exercise: (ε, δ) per training example and copies.
-OVERSAMPLING_EPSILON, OVERSAMPLING_DELTA, OVERSAMPLING_COPIES = 1.0, 1e-5, 10
+OVERSAMPLING_EPSILON, OVERSAMPLING_DELTA, OVERSAMPLING_COPIES = 1.0, 1e-6, 10
 
 
 def _oversampling_expected() -> tuple[float, float]:
@@ -151,7 +151,7 @@ oversampling = NumericExercise(
     title="What oversampling does to a fraud transaction's guarantee",
     prompt=(
         "A colleague fights the class imbalance by copying every fraud transaction 10 "
-        "times, then trains with DP-SGD; the accountant reports (ε, δ) = (1, 1e-5). That "
+        "times, then trains with DP-SGD; the accountant reports (ε, δ) = (1, 1e-6). That "
         "guarantee is per training example, and one original fraud transaction is now 10 "
         "examples. By group privacy, what (ε, δ) protects one original fraud transaction? "
         "Put the pair in `copies_guarantee` (`accounting.group_epsilon` computes the bound)."
@@ -159,12 +159,12 @@ oversampling = NumericExercise(
     hints=[
         "Removing the original transaction removes all 10 copies: a group of 10 examples.",
         "Group privacy for k examples gives ε_k = k·ε and δ_k = k·e^{(k−1)ε}·δ: "
-        "`accounting.group_epsilon(1.0, 1e-5, 10)` returns the pair.",
+        "`accounting.group_epsilon(1.0, 1e-6, 10)` returns the pair.",
     ],
     solution_code=(
         "from dpcourse import accounting\n"
         "\n"
-        "copies_guarantee = accounting.group_epsilon(1.0, 1e-5, 10)\n"
+        "copies_guarantee = accounting.group_epsilon(1.0, 1e-6, 10)\n"
     ),
     answer_names="copies_guarantee",
     expected=_oversampling_expected,
@@ -192,15 +192,17 @@ oversampling = NumericExercise(
         ),
     ],
     wrong_answers=[
-        (1.0, 1e-5),
+        (1.0, 1e-6),
+        (10.0, 1e-6),
         (10.0, 1e-5),
-        (10.0, 1e-4),
-        (0.1, 1e-6),
+        (0.1, 1e-7),
         (10.0, 1.0),
         10.0,
     ],
     explanation=(
-        "ε = 10 and δ ≈ 0.81: with δ that large the guarantee promises next to nothing. "
+        "ε = 10 and δ ≈ 0.081: the group-privacy bound, far weaker than the (1, 1e-6) "
+        "the accountant printed (a tighter analysis, lesson 09, lowers ε somewhat, but no "
+        "analysis gets one record copied 10 times back to ε = 1). "
         "Oversampling (and SMOTE, whose synthetic points are computed from real fraud "
         "records) breaks the accounting because one record contributes several times. "
         "Class weights apply to the loss before clipping, so every record's influence "
@@ -211,7 +213,7 @@ oversampling = NumericExercise(
 
 # --------------------------------------------------------------------------- tuning_epsilon
 #: The tuning scenario: k runs of the lesson's base configuration, each calibrated to ε.
-TUNING_N, TUNING_BATCH, TUNING_EPOCHS, TUNING_DELTA = 90_000, 8192, 16, 1e-5
+TUNING_N, TUNING_BATCH, TUNING_EPOCHS, TUNING_DELTA = 90_000, 8192, 16, 1e-6
 TUNING_RUN_EPSILON, TUNING_K = 1.0, 5
 
 _TUNING_SOLUTION = (
@@ -219,11 +221,11 @@ _TUNING_SOLUTION = (
     "\n"
     "from dpcourse import accounting\n"
     "\n"
-    "sigma = accounting.noise_multiplier_for_epsilon(1.0, 90_000, 8192, 16, 1e-5)\n"
+    "sigma = accounting.noise_multiplier_for_epsilon(1.0, 90_000, 8192, 16, 1e-6)\n"
     "one_run = accounting.dp_sgd_event(90_000, 8192, sigma, 16)\n"
     "accountant = dp_accounting.rdp.RdpAccountant()\n"
     "accountant.compose(dp_accounting.SelfComposedDpEvent(one_run, 5))\n"
-    "tuning_epsilon = accountant.get_epsilon(1e-5)\n"
+    "tuning_epsilon = accountant.get_epsilon(1e-6)\n"
 )
 
 
@@ -254,16 +256,16 @@ tuning_epsilon = NumericExercise(
     title="The privacy cost of a learning-rate search",
     prompt=(
         "You try 5 learning rates, each with the lesson's base run (N = 90,000, batch "
-        "8192, 16 epochs, Poisson sampling, σ calibrated to ε = 1 at δ = 1e-5), all on the "
+        "8192, 16 epochs, Poisson sampling, σ calibrated to ε = 1 at δ = 1e-6), all on the "
         "same private training data, and release the best model. Its guarantee must cover "
         "all 5 runs. Compose them with dp_accounting's `RdpAccountant` (as in section 5) "
-        "and put the ε at δ = 1e-5 in `tuning_epsilon`."
+        "and put the ε at δ = 1e-6 in `tuning_epsilon`."
     ),
     hints=[
-        "`accounting.noise_multiplier_for_epsilon(1.0, 90_000, 8192, 16, 1e-5)` gives σ; "
+        "`accounting.noise_multiplier_for_epsilon(1.0, 90_000, 8192, 16, 1e-6)` gives σ; "
         "`accounting.dp_sgd_event(90_000, 8192, sigma, 16)` describes one run.",
         "`dp_accounting.SelfComposedDpEvent(one_run, 5)` is five runs; compose it into a "
-        "fresh `dp_accounting.rdp.RdpAccountant()` and call `get_epsilon(1e-5)`.",
+        "fresh `dp_accounting.rdp.RdpAccountant()` and call `get_epsilon(1e-6)`.",
     ],
     solution_code=_TUNING_SOLUTION,
     answer_names="tuning_epsilon",

@@ -52,9 +52,7 @@ def test_mnist_run_per_step_rdp_equals_dp_accountings_curve():
     accountant.compose(
         dp_accounting.PoissonSampledDpEvent(MNIST_Q, dp_accounting.GaussianDpEvent(MNIST_SIGMA))
     )
-    np.testing.assert_allclose(
-        unit_step_rdp(MNIST_Q, MNIST_SIGMA, 1), accountant._rdp, rtol=1e-7
-    )
+    np.testing.assert_allclose(unit_step_rdp(MNIST_Q, MNIST_SIGMA, 1), accountant._rdp, rtol=1e-7)
 
 
 def test_facts_figures_for_the_default_run():
@@ -113,9 +111,9 @@ def test_integral_equals_the_exact_moment_sum_at_integer_orders(q, sigma, k, alp
     exact = math.log(moment_by_tuples(alpha, q, sigma, k)) / (alpha - 1)
     # ρ is the larger of the two directions; the P‖Q moment is exact here.
     assert rdp >= exact * (1 - 1e-10)
-    p_from_q = unit_accounting._divergences_p_from_q(
-        unit_accounting._log_weights(q, k), sigma
-    )[list(ORDERS).index(alpha)]
+    p_from_q = unit_accounting._divergences_p_from_q(unit_accounting._log_weights(q, k), sigma)[
+        list(ORDERS).index(alpha)
+    ]
     assert p_from_q == pytest.approx(exact, rel=1e-9)
 
 

@@ -353,6 +353,78 @@ def shuffled_batches(
     return indices, np.ones(indices.shape, dtype=np.float32)
 
 
+def poisson_unit_batches(
+    unit_of_row: np.ndarray,
+    units_per_batch: int,
+    steps: int,
+    rng: np.random.Generator,
+    *,
+    examples_per_unit: int,
+    padding_sds: float = PADDING_SDS,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A Poisson sampling schedule over UNITS (customers): ``(indices, weights, slots)``.
+
+    At each step every unit (distinct value of ``unit_of_row``) is included independently
+    with probability q = units_per_batch / U (U units), and a sampled unit brings all of its
+    rows, at most ``examples_per_unit`` = k of them (cap them first, e.g. with
+    ``data.cap_per_customer``; more raises ``ValueError``). Drawn as: M ~ Binomial(U, q)
+    units, then a uniformly random M-subset, as in :func:`poisson_batches`.
+
+    Row t of each array (shape (steps, P)) lists the sampled units' rows, unit after unit:
+    ``indices`` the row numbers, ``weights`` 1, and ``slots`` = k·(the unit's position in
+    the batch) + (the row's index within its unit), the layout ``UnitDPSequential`` reads;
+    then padding up to P (index 0, weight 0, slot −1). P is the expected number of rows
+    plus ``padding_sds`` standard deviations (the rows of a batch are Σ_u Bernoulli(q)·n_u,
+    with variance q(1−q)·Σ_u n_u²), or the largest realised batch if that is larger.
+    """
+    units_all = np.asarray(unit_of_row)
+    if units_all.ndim != 1 or units_all.size == 0:
+        raise ValueError(
+            f"unit_of_row must be a non-empty 1-D array of unit ids, got shape {units_all.shape}."
+        )
+    k = require_positive_int("examples_per_unit", examples_per_unit)
+    order = np.argsort(units_all, kind="stable")
+    _, starts, counts = np.unique(units_all[order], return_index=True, return_counts=True)
+    n_units = len(counts)
+    if not is_integer(units_per_batch) or not 1 <= units_per_batch <= n_units:
+        raise ValueError(
+            f"units_per_batch must be an integer between 1 and the number of units "
+            f"({n_units}), got {units_per_batch!r}."
+        )
+    if counts.max() > k:
+        raise ValueError(
+            f"a unit has {counts.max()} rows but examples_per_unit={k}: cap the rows per "
+            "unit first (data.cap_per_customer) or raise examples_per_unit."
+        )
+    require_positive_int("steps", steps)
+    _require_generator(rng)
+    if not is_real(padding_sds) or padding_sds < 0:
+        raise ValueError(f"padding_sds must be a number >= 0, got {padding_sds!r}.")
+    q = units_per_batch / n_units
+    expected_rows = q * counts.sum()
+    row_sd = math.sqrt(q * (1 - q) * float((counts.astype(np.float64) ** 2).sum()))
+    padded = min(len(units_all), math.ceil(expected_rows + padding_sds * row_sd))
+
+    batches = []
+    for m in rng.binomial(n_units, q, size=steps):
+        chosen = rng.choice(n_units, size=m, replace=False)
+        sizes = counts[chosen]
+        first = np.repeat(np.cumsum(sizes) - sizes, sizes)
+        within = np.arange(sizes.sum()) - first
+        rows = order[np.repeat(starts[chosen], sizes) + within]
+        slots = np.repeat(np.arange(m), sizes) * k + within
+        batches.append((rows, slots))
+    width = max([padded] + [len(rows) for rows, _ in batches])
+    indices = np.zeros((steps, width), dtype=np.int32)
+    weights = np.zeros((steps, width), dtype=np.float32)
+    slots_out = np.full((steps, width), -1, dtype=np.int32)
+    for t, (rows, slots) in enumerate(batches):
+        indices[t, : len(rows)] = rows
+        weights[t, : len(rows)] = 1.0
+        slots_out[t, : len(rows)] = slots
+    return indices, weights, slots_out
+
+
 def _scale_gradients(scale: float) -> Callable[[GradientsAndVariables], GradientsAndVariables]:
     """A Keras ``gradient_transformers`` entry multiplying every gradient by ``scale``."""
 

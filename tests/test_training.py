@@ -85,6 +85,63 @@ def test_shuffled_batches_visit_each_example_at_most_once_per_epoch():
         assert len(np.unique(epoch)) == (n // batch_size) * batch_size
 
 
+# ---------------------------------------------------------------- Poisson sampling of units
+
+
+def _units(n_units: int = 60, k: int = 4, seed: int = 0) -> np.ndarray:
+    """A shuffled unit id per row; unit u has 1 + (u mod k) rows."""
+    ids = np.repeat(np.arange(n_units), 1 + np.arange(n_units) % k)
+    return np.random.default_rng(seed).permutation(ids)
+
+
+def test_poisson_units_are_sampled_whole_at_rate_q():
+    unit_of_row, k, steps = _units(), 4, 3000
+    q = 15 / 60
+    indices, weights, slots = training.poisson_unit_batches(
+        unit_of_row, 15, steps, np.random.default_rng(1), examples_per_unit=k
+    )
+    rows_per_unit = np.bincount(unit_of_row)
+    included = np.zeros((steps, 60))
+    for t in range(steps):
+        real = weights[t] == 1
+        rows, unit_slots = indices[t, real], slots[t, real]
+        assert len(set(rows)) == len(rows)  # no row twice
+        units = unit_of_row[rows]
+        assert set(unit_slots // k) == set(range(len(np.unique(units))))  # positions 0..m−1
+        for position in np.unique(unit_slots // k):  # one unit per position, all of its rows
+            members = units[unit_slots // k == position]
+            assert len(set(members)) == 1
+            assert len(members) == rows_per_unit[members[0]]
+            assert sorted(unit_slots[unit_slots // k == position] % k) == list(range(len(members)))
+        included[t, np.unique(units)] = 1
+        assert (slots[t, ~real] == -1).all() and (weights[t, ~real] == 0).all()
+    # Each unit's inclusion count is Binomial(steps, q): within 5 standard deviations.
+    assert np.abs(included.sum(axis=0) - q * steps).max() < 5 * math.sqrt(steps * q * (1 - q))
+    assert abs(included.sum(axis=1).mean() - 15) < 5 * math.sqrt(60 * q * (1 - q) / steps)
+
+
+def test_poisson_units_pad_to_the_expected_rows_plus_six_sds():
+    unit_of_row = _units()
+    counts = np.bincount(unit_of_row).astype(float)
+    q = 15 / 60
+    indices, _, _ = training.poisson_unit_batches(
+        unit_of_row, 15, 5, np.random.default_rng(0), examples_per_unit=4
+    )
+    expected = q * counts.sum() + 6 * math.sqrt(q * (1 - q) * (counts**2).sum())
+    assert indices.shape[1] == math.ceil(expected)
+
+
+def test_poisson_units_refuse_a_unit_above_the_cap():
+    with pytest.raises(ValueError, match="cap the rows per unit"):
+        training.poisson_unit_batches(
+            _units(), 15, 5, np.random.default_rng(0), examples_per_unit=3
+        )
+    with pytest.raises(ValueError, match="units_per_batch"):
+        training.poisson_unit_batches(
+            _units(), 61, 5, np.random.default_rng(0), examples_per_unit=4
+        )
+
+
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [

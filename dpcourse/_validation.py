@@ -50,3 +50,18 @@ def require_choice(name: str, value: object, allowed: tuple[str, ...]) -> None:
     """Check that ``value`` is one of ``allowed``."""
     if value not in allowed:
         raise ValueError(f"{name} must be one of {', '.join(map(repr, allowed))}; got {value!r}.")
+
+
+def require_microbatch_size(value: object, batch_size: int) -> int:
+    """k as an ``int`` if it is a positive integer that divides ``batch_size``."""
+    if not is_integer(value) or value < 1 or batch_size % value:
+        raise ValueError(
+            "microbatch_size must be a positive integer that divides "
+            f"batch_size={batch_size}: the batch is cut into batch_size / microbatch_size "
+            "equal microbatches (TF Privacy's num_microbatches), and TF Privacy fails on a "
+            "batch that does not split evenly with 'Input to reshape is a tensor with ... "
+            "values, but the requested shape requires a multiple of ...' (often the short "
+            "last batch of an epoch: batch with drop_remainder=True). Choose a divisor of "
+            f"{batch_size}, or 1 (one example per microbatch); got {value!r}."
+        )
+    return int(value)

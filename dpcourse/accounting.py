@@ -1,8 +1,12 @@
 """Privacy accounting for DP-SGD: ε for a training run, and σ for a target ε.
 
-A DP-SGD run is described to an accountant as a ``dp_accounting`` event and turned into an
-(ε, δ) guarantee under add-or-remove-one-example adjacency. The guarantee covers the whole
-run: every step, hence every checkpoint released along the way.
+A DP-SGD run is one value, :class:`DpSgdRun` (examples, batch size, noise multiplier,
+epochs, sampling, microbatch size), checked once when it is made. It describes itself to an
+accountant as a ``dp_accounting`` event, which is turned into an (ε, δ) guarantee under
+add-or-remove-one-example adjacency. The public functions (:func:`compute_epsilon`,
+:func:`noise_multiplier_for_epsilon`, :func:`privacy_report`, ...) build a run and ask it.
+The guarantee covers the whole run: every step, hence every checkpoint released along the
+way.
 
 **Step convention.** Training runs ``n_examples // batch_size`` steps per epoch, for Poisson
 sampling and for shuffled fixed-size batches with ``drop_remainder=True`` alike, so
@@ -53,12 +57,15 @@ the same 14,040 steps.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import inspect
 import math
 import re
 import warnings
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
+from typing import Any
 
 import dp_accounting
 import numpy as np
@@ -69,13 +76,13 @@ from dpcourse._validation import (
     is_integer,
     is_real,
     require_choice,
+    require_microbatch_size,
     require_noise_multiplier,
     require_positive_int,
     require_positive_number,
 )
+from dpcourse.choices import ACCOUNTANTS, SAMPLINGS
 
-ACCOUNTANTS = ("rdp", "pld")
-SAMPLINGS = ("poisson", "shuffle")
 #: The range of noise multipliers :func:`noise_multiplier_for_epsilon` searches. Below 0.1,
 #: ε runs into the hundreds or thousands: such a guarantee protects nothing.
 MIN_NOISE_MULTIPLIER = 0.1
@@ -95,16 +102,39 @@ class DeltaTooLargeWarning(UserWarning):
 # --------------------------------------------------------------------------- validation
 
 
-def _check_batch(n_examples: object, batch_size: object) -> None:
-    require_positive_int("n_examples", n_examples)
+def _require_batch_size(batch_size: object, n_examples: int) -> int:
     if not is_integer(batch_size) or not 1 <= batch_size <= n_examples:
         raise ValueError(
             f"batch_size must be an integer between 1 and n_examples={n_examples}; "
             f"got {batch_size!r}."
         )
+    return int(batch_size)
 
 
-def _check_delta(delta: object, n_examples: int) -> None:
+def validate_run_shape(
+    batch_size: object, epochs: object, sampling: object, microbatch_size: object
+) -> tuple[int, int, int]:
+    """``(batch_size, epochs, microbatch_size)`` as ints, if they and ``sampling`` are valid.
+
+    The checks of a run that do not need its number of examples: B and E positive integers,
+    a known ``sampling``, and k a positive integer dividing B. :class:`DpSgdRun` runs them,
+    and so does ``dpcourse.training.TrainConfig``, which meets the run before its data.
+    """
+    batch_size = require_positive_int("batch_size", batch_size)
+    epochs = require_positive_int("epochs", epochs)
+    require_choice("sampling", sampling, SAMPLINGS)
+    return batch_size, epochs, require_microbatch_size(microbatch_size, batch_size)
+
+
+def _callers_stacklevel() -> int:
+    """``stacklevel`` for a warning raised in this module: the first frame outside it."""
+    frame, level = inspect.currentframe(), 0
+    while frame is not None and frame.f_globals.get("__name__") == __name__:
+        frame, level = frame.f_back, level + 1
+    return level
+
+
+def _check_delta(delta: object, n_examples: int) -> float:
     if not is_real(delta) or not 0 < delta < 1:
         raise ValueError(f"delta must be a number strictly between 0 and 1; got {delta!r}.")
     if delta >= 1 / n_examples:
@@ -114,110 +144,195 @@ def _check_delta(delta: object, n_examples: int) -> None:
             "randomly chosen record in full meets a δ = 1/N guarantee. Choose δ well below "
             f"1/N, e.g. delta={suggestion:.0e}.",
             DeltaTooLargeWarning,
-            stacklevel=3,
+            stacklevel=_callers_stacklevel(),
         )
+    return float(delta)
 
 
-def _check_microbatch_size(microbatch_size: object, batch_size: int) -> None:
-    if not is_integer(microbatch_size) or microbatch_size < 1 or batch_size % microbatch_size:
-        raise ValueError(
-            "microbatch_size must be a positive integer that divides "
-            f"batch_size={batch_size} (the batch is cut into equal microbatches); "
-            f"got {microbatch_size!r}."
-        )
+# --------------------------------------------------------------------------- the run
 
 
-def _check_run(
-    n_examples: object,
-    batch_size: object,
-    epochs: object,
-    sampling: object,
-    microbatch_size: object,
-) -> None:
-    """Validate the parameters that define which steps a training run takes."""
-    _check_batch(n_examples, batch_size)
-    require_positive_int("epochs", epochs)
-    require_choice("sampling", sampling, SAMPLINGS)
-    _check_microbatch_size(microbatch_size, batch_size)
-
-
-# --------------------------------------------------------------------------- the events
-
-
-def steps_per_epoch(n_examples: int, batch_size: int) -> int:
-    """Steps per epoch as training runs them: ``n_examples // batch_size``."""
-    _check_batch(n_examples, batch_size)
-    return n_examples // batch_size
-
-
-def total_steps(n_examples: int, batch_size: int, epochs: int) -> int:
-    """Steps of the whole run: ``epochs * (n_examples // batch_size)``."""
-    require_positive_int("epochs", epochs)
-    return epochs * steps_per_epoch(n_examples, batch_size)
-
-
-def effective_noise_multiplier(noise_multiplier: float, microbatch_size: int = 1) -> float:
-    """σ_eff = σ for one example per microbatch, σ/2 for larger microbatches.
-
-    Clipping a microbatch of k > 1 examples as a unit lets one example move the clipped
-    vector by up to 2C, doubling the sensitivity relative to the noise std σC.
-    """
-    require_noise_multiplier(noise_multiplier)
-    require_positive_int("microbatch_size", microbatch_size)
+def _sigma_eff(noise_multiplier: float, microbatch_size: int) -> float:
     return noise_multiplier / 2 if microbatch_size > 1 else float(noise_multiplier)
 
 
-def _event(
-    sampling: str, q: float, steps: int, epochs: int, sigma_eff: float
-) -> dp_accounting.DpEvent:
-    # dp_accounting requires Python ints: NumPy integers (np.int64 from an array) fail
-    # deep inside it with "`count` must be an integer".
-    steps, epochs, q, sigma_eff = int(steps), int(epochs), float(q), float(sigma_eff)
-    if sampling == "poisson":
-        step = dp_accounting.PoissonSampledDpEvent(q, dp_accounting.GaussianDpEvent(sigma_eff))
-        return dp_accounting.SelfComposedDpEvent(step, steps)
-    return dp_accounting.SelfComposedDpEvent(dp_accounting.GaussianDpEvent(sigma_eff), epochs)
+@dataclass(frozen=True, kw_only=True)
+class DpSgdRun:
+    """A DP-SGD training run as the accountants see it: the one value the course passes around.
 
+    ``n_examples`` N training examples, ``epochs`` E passes in batches of (expected) size
+    ``batch_size`` B, Gaussian noise of std σC on the sum of clipped gradients with σ =
+    ``noise_multiplier``, and ``microbatch_size`` k examples per clipped microbatch. Then:
 
-def dp_sgd_event(
-    n_examples: int,
-    batch_size: int,
-    noise_multiplier: float,
-    epochs: int,
-    *,
-    sampling: str = "poisson",
-    microbatch_size: int = 1,
-) -> dp_accounting.DpEvent:
-    """The ``dp_accounting`` event of a DP-SGD run (see the module docstring).
+    - sampling rate ``sampling_rate`` q = B / N;
+    - steps ``steps`` T = E · ⌊N / B⌋: the full batches of each epoch, as training runs
+      them (a partial last batch is dropped; module docstring, "Step convention");
+    - effective noise multiplier σ_eff = σ when k = 1 and σ_eff = σ / 2 when k > 1: a
+      microbatch clipped as a unit moves by up to 2C when one example is removed, so the
+      sensitivity doubles;
+    - ``dp_event()``, the run as a ``dp_accounting`` event. With ``sampling="poisson"``
+      each example joins each batch independently with probability q::
 
-    Poisson: ``SelfComposed(PoissonSampled(q = B/N, Gaussian(σ_eff)), epochs·⌊N/B⌋)``.
-    Shuffle: ``SelfComposed(Gaussian(σ_eff), epochs)``.
+          SelfComposedDpEvent(PoissonSampledDpEvent(q, GaussianDpEvent(σ_eff)), T)
+
+      With ``sampling="shuffle"`` (shuffled fixed-size batches, each example used at most
+      once per epoch, no amplification claimed) each epoch is one Gaussian mechanism::
+
+          SelfComposedDpEvent(GaussianDpEvent(σ_eff), E)
+
+    σ = 0 is allowed (clipping without noise): its ε is ``math.inf``.
+
+    The fields are validated once, here, with a ``ValueError`` that names the field; NumPy
+    numbers become Python ``int`` and ``float`` (dp_accounting rejects NumPy integers).
+    Frozen: ``dataclasses.replace(run, epochs=5)`` makes another, validated run. Fields are
+    keyword-only, so adding one with a default changes no existing call: declare it here,
+    check it in ``__post_init__`` and use it in :meth:`dp_event`; the public functions
+    below (``compute_epsilon``, ...) and :meth:`to_dict` then take and report it too.
     """
-    _check_run(n_examples, batch_size, epochs, sampling, microbatch_size)
-    require_noise_multiplier(noise_multiplier)
-    sigma_eff = effective_noise_multiplier(noise_multiplier, microbatch_size)
-    steps = total_steps(n_examples, batch_size, epochs)
-    return _event(sampling, batch_size / n_examples, steps, epochs, sigma_eff)
+
+    n_examples: int
+    batch_size: int
+    noise_multiplier: float
+    epochs: int
+    sampling: str = "poisson"
+    microbatch_size: int = 1
+
+    def __post_init__(self) -> None:
+        n_examples = require_positive_int("n_examples", self.n_examples)
+        batch_size, epochs, microbatch_size = validate_run_shape(
+            self.batch_size, self.epochs, self.sampling, self.microbatch_size
+        )
+        checked = {
+            "n_examples": n_examples,
+            "batch_size": _require_batch_size(batch_size, n_examples),
+            "noise_multiplier": require_noise_multiplier(self.noise_multiplier),
+            "epochs": epochs,
+            "microbatch_size": microbatch_size,
+        }
+        for name, value in checked.items():
+            object.__setattr__(self, name, value)
+
+    @property
+    def sampling_rate(self) -> float:
+        """q = B / N."""
+        return self.batch_size / self.n_examples
+
+    @property
+    def steps_per_epoch(self) -> int:
+        """⌊N / B⌋: the full batches of one epoch."""
+        return self.n_examples // self.batch_size
+
+    @property
+    def steps(self) -> int:
+        """T = E · ⌊N / B⌋."""
+        return self.epochs * self.steps_per_epoch
+
+    @property
+    def effective_noise_multiplier(self) -> float:
+        """σ_eff: σ for one example per microbatch, σ/2 for larger microbatches."""
+        return _sigma_eff(self.noise_multiplier, self.microbatch_size)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The fields and ``steps``, as a plain dict."""
+        return {**dataclasses.asdict(self), "steps": self.steps}
+
+    def dp_event(self) -> dp_accounting.DpEvent:
+        """The run's ``dp_accounting`` event (class docstring)."""
+        gaussian = dp_accounting.GaussianDpEvent(self.effective_noise_multiplier)
+        if self.sampling == "poisson":
+            step = dp_accounting.PoissonSampledDpEvent(self.sampling_rate, gaussian)
+            return dp_accounting.SelfComposedDpEvent(step, self.steps)
+        return dp_accounting.SelfComposedDpEvent(gaussian, self.epochs)
+
+    def epsilon(self, delta: float, accountant: str = "rdp") -> float:
+        """ε of the whole run at ``delta`` with the ``"rdp"`` or ``"pld"`` accountant.
+
+        ``math.inf`` when σ = 0. Warns with :class:`DeltaTooLargeWarning` when δ >= 1/N.
+        """
+        delta = _check_delta(delta, self.n_examples)
+        require_choice("accountant", accountant, ACCOUNTANTS)
+        if self.noise_multiplier == 0:
+            return math.inf
+        return _epsilon(self.dp_event(), delta, accountant)
+
+    def epsilon_over_training(self, delta: float, accountant: str = "rdp") -> np.ndarray:
+        """ε after each epoch 1..E: ``eps[e-1]`` is ε after e epochs.
+
+        RDP composes additively, RDP_e(α) = e · RDP_1(α), so one epoch's RDP curve is
+        computed once and converted for every e. PLD composes one epoch's privacy loss
+        distribution into a running one (composition multiplies the privacy loss
+        generating functions), with the discretization chosen for the whole run.
+        """
+        delta = _check_delta(delta, self.n_examples)
+        require_choice("accountant", accountant, ACCOUNTANTS)
+        if self.noise_multiplier == 0:
+            return np.full(self.epochs, math.inf)
+        one_epoch = dataclasses.replace(self, epochs=1).dp_event()
+        if accountant == "rdp":
+            orders, rdp_epoch = _rdp_curve(one_epoch)
+            return np.array(
+                [
+                    rdp_privacy_accountant.compute_epsilon(orders, e * rdp_epoch, delta)[0]
+                    for e in range(1, self.epochs + 1)
+                ]
+            )
+        interval = _pld_interval(self.dp_event(), delta, _compositions(one_epoch) * self.epochs)
+        if self.sampling == "poisson":
+            epoch_pld = pld_lib.from_gaussian_mechanism(
+                self.effective_noise_multiplier,
+                value_discretization_interval=interval,
+                sampling_prob=self.sampling_rate,
+            ).self_compose(one_epoch.count)
+        else:
+            epoch_pld = pld_lib.from_gaussian_mechanism(
+                self.effective_noise_multiplier, value_discretization_interval=interval
+            )
+        running = epoch_pld
+        epsilons = [running.get_epsilon_for_delta(delta)]
+        for _ in range(self.epochs - 1):
+            running = running.compose(epoch_pld)
+            epsilons.append(running.get_epsilon_for_delta(delta))
+        return np.array(epsilons)
+
+    def old_rdp_epsilon(self, delta: float) -> float:
+        """ε from the pre-2020 RDP conversion: ε = min_α [RDP(α) + log(1/δ)/(α − 1)].
+
+        This is the conversion behind published figures such as TF Privacy's MNIST
+        ε = 3.01. Today's conversion (Canonne, Kamath & Steinke 2020; Asoodeh et al. 2020)
+        subtracts ``log(α)/(α−1) − log(1 − 1/α)`` from each term, so :meth:`epsilon` is
+        smaller.
+        """
+        delta = _check_delta(delta, self.n_examples)
+        if self.noise_multiplier == 0:
+            return math.inf
+        orders, rdp = _rdp_curve(self.dp_event())
+        return float(np.min(rdp + math.log(1 / delta) / (orders - 1)))
+
+    def report(
+        self,
+        delta: float,
+        *,
+        accountant: str = "rdp",
+        l2_norm_clip: float | None = None,
+        privacy_unit: str = "transaction",
+    ) -> PrivacyReport:
+        """A :class:`PrivacyReport` of this run at ``delta``, with ε from :meth:`epsilon`."""
+        return PrivacyReport(
+            run=self,
+            epsilon=self.epsilon(delta, accountant),
+            delta=delta,
+            accountant=accountant,
+            l2_norm_clip=l2_norm_clip,
+            privacy_unit=privacy_unit,
+        )
 
 
 # --------------------------------------------------------------------------- accountants
 
 
-class _RdpCurve(dp_accounting.rdp.RdpAccountant):
-    """An ``RdpAccountant`` that also exposes its RDP curve (orders α and RDP(α))."""
-
-    @property
-    def orders(self) -> np.ndarray:
-        return self._orders
-
-    @property
-    def rdp(self) -> np.ndarray:
-        return self._rdp
-
-
 def _rdp_curve(event: dp_accounting.DpEvent) -> tuple[np.ndarray, np.ndarray]:
-    accountant = _RdpCurve()
-    accountant.compose(event)
+    """The RDP curve of ``event``: the accountant's orders α and RDP(α) at each."""
+    accountant = dp_accounting.rdp.RdpAccountant().compose(event)
     return accountant.orders, accountant.rdp
 
 
@@ -260,136 +375,111 @@ def _epsilon(event: dp_accounting.DpEvent, delta: float, accountant: str) -> flo
 
 
 # --------------------------------------------------------------------------- public API
+#
+# Each function below builds a DpSgdRun from its arguments (which validates them) and asks
+# it. Their names, argument order and keywords are the course's public contract.
 
 
-def compute_epsilon(
-    n_examples: int,
-    batch_size: int,
-    noise_multiplier: float,
-    epochs: int,
-    delta: float,
-    *,
-    accountant: str = "rdp",
-    sampling: str = "poisson",
-    microbatch_size: int = 1,
-) -> float:
+def _run_function(method: Callable[..., Any], name: str, doc: str) -> Callable[..., Any]:
+    """The public function ``name`` that builds a :class:`DpSgdRun` and calls ``method``.
+
+    Its parameters are the run's fields without a default (``n_examples, batch_size,
+    noise_multiplier, epochs``), then ``method``'s own without a default (e.g. ``delta``),
+    all positional; then, keyword-only, ``method``'s with a default (e.g. ``accountant``)
+    and the run's (``sampling, microbatch_size``). A field added to :class:`DpSgdRun` is
+    therefore a keyword of every such function, with no second list to keep in step.
+    """
+    fields = list(inspect.signature(DpSgdRun, eval_str=True).parameters.values())
+    method_signature = inspect.signature(method, eval_str=True)
+    own = list(method_signature.parameters.values())[1:]  # without self
+    required = [p for p in fields + own if p.default is p.empty]
+    optional = [p for p in own + fields if p.default is not p.empty]
+    signature = inspect.Signature(
+        [p.replace(kind=inspect.Parameter.POSITIONAL_OR_KEYWORD) for p in required]
+        + [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in optional],
+        return_annotation=method_signature.return_annotation,
+    )
+    field_names = {p.name for p in fields}
+
+    def function(*args: Any, **kwargs: Any) -> Any:
+        arguments = signature.bind(*args, **kwargs).arguments
+        run = DpSgdRun(**{k: v for k, v in arguments.items() if k in field_names})
+        return method(run, **{k: v for k, v in arguments.items() if k not in field_names})
+
+    function.__name__ = function.__qualname__ = name
+    function.__doc__ = doc
+    function.__signature__ = signature  # type: ignore[attr-defined]
+    return function
+
+
+def steps_per_epoch(n_examples: int, batch_size: int) -> int:
+    """Steps per epoch as training runs them: ``n_examples // batch_size``."""
+    n_examples = require_positive_int("n_examples", n_examples)
+    return n_examples // _require_batch_size(batch_size, n_examples)
+
+
+def total_steps(n_examples: int, batch_size: int, epochs: int) -> int:
+    """Steps of the whole run: ``epochs * (n_examples // batch_size)``."""
+    require_positive_int("epochs", epochs)
+    return epochs * steps_per_epoch(n_examples, batch_size)
+
+
+def effective_noise_multiplier(noise_multiplier: float, microbatch_size: int = 1) -> float:
+    """σ_eff = σ for one example per microbatch, σ/2 for larger microbatches.
+
+    Clipping a microbatch of k > 1 examples as a unit lets one example move the clipped
+    vector by up to 2C, doubling the sensitivity relative to the noise std σC.
+    """
+    sigma = require_noise_multiplier(noise_multiplier)
+    return _sigma_eff(sigma, require_positive_int("microbatch_size", microbatch_size))
+
+
+dp_sgd_event = _run_function(
+    DpSgdRun.dp_event,
+    "dp_sgd_event",
+    """The ``dp_accounting`` event of a DP-SGD run: :meth:`DpSgdRun.dp_event`.
+
+    ``dp_sgd_event(n_examples, batch_size, noise_multiplier, epochs, *, sampling="poisson",
+    microbatch_size=1)``. Poisson: ``SelfComposed(PoissonSampled(q = B/N, Gaussian(σ_eff)),
+    epochs·⌊N/B⌋)``. Shuffle: ``SelfComposed(Gaussian(σ_eff), epochs)``.
+    """,
+)
+
+compute_epsilon = _run_function(
+    DpSgdRun.epsilon,
+    "compute_epsilon",
     """ε of a DP-SGD run at the given δ (add-or-remove-one example, all checkpoints).
 
-    The run is ``epochs · ⌊N/B⌋`` steps with noise multiplier σ (σ_eff = σ/2 when
-    ``microbatch_size`` > 1), sampled as ``sampling`` says; ``math.inf`` when σ = 0.
-    Raises ``ValueError`` on invalid input; warns with :class:`DeltaTooLargeWarning`
-    when δ >= 1/N.
-    """
-    _check_run(n_examples, batch_size, epochs, sampling, microbatch_size)
-    require_noise_multiplier(noise_multiplier)
-    _check_delta(delta, n_examples)
-    require_choice("accountant", accountant, ACCOUNTANTS)
-    if noise_multiplier == 0:
-        return math.inf
-    event = dp_sgd_event(
-        n_examples,
-        batch_size,
-        noise_multiplier,
-        epochs,
-        sampling=sampling,
-        microbatch_size=microbatch_size,
-    )
-    return _epsilon(event, delta, accountant)
+    ``compute_epsilon(n_examples, batch_size, noise_multiplier, epochs, delta, *,
+    accountant="rdp", sampling="poisson", microbatch_size=1)``: the run is
+    ``epochs · ⌊N/B⌋`` steps with noise multiplier σ (σ_eff = σ/2 when ``microbatch_size``
+    > 1), sampled as ``sampling`` says; ``math.inf`` when σ = 0. Raises ``ValueError`` on
+    invalid input; warns with :class:`DeltaTooLargeWarning` when δ >= 1/N. The same as
+    ``DpSgdRun(...).epsilon(delta, accountant)``.
+    """,
+)
 
+epsilon_over_training = _run_function(
+    DpSgdRun.epsilon_over_training,
+    "epsilon_over_training",
+    """ε after each epoch 1..``epochs``: :meth:`DpSgdRun.epsilon_over_training`.
 
-def epsilon_over_training(
-    n_examples: int,
-    batch_size: int,
-    noise_multiplier: float,
-    epochs: int,
-    delta: float,
-    *,
-    accountant: str = "rdp",
-    sampling: str = "poisson",
-    microbatch_size: int = 1,
-) -> np.ndarray:
-    """ε after each epoch 1..``epochs``: array ``eps`` with ``eps[e-1]`` = ε after e epochs.
+    ``epsilon_over_training(n_examples, batch_size, noise_multiplier, epochs, delta, *,
+    accountant="rdp", sampling="poisson", microbatch_size=1)`` returns an array ``eps``
+    with ``eps[e-1]`` = ε after e epochs.
+    """,
+)
 
-    RDP composes additively, RDP_e(α) = e · RDP_1(α), so one epoch's RDP curve is computed
-    once and converted for every e. PLD composes one epoch's privacy loss distribution into
-    a running one (composition multiplies the privacy loss generating functions).
-    """
-    _check_run(n_examples, batch_size, epochs, sampling, microbatch_size)
-    require_noise_multiplier(noise_multiplier)
-    _check_delta(delta, n_examples)
-    require_choice("accountant", accountant, ACCOUNTANTS)
-    if noise_multiplier == 0:
-        return np.full(epochs, math.inf)
-    one_epoch = dp_sgd_event(
-        n_examples,
-        batch_size,
-        noise_multiplier,
-        1,
-        sampling=sampling,
-        microbatch_size=microbatch_size,
-    )
-    if accountant == "rdp":
-        orders, rdp_epoch = _rdp_curve(one_epoch)
-        return np.array(
-            [
-                rdp_privacy_accountant.compute_epsilon(orders, e * rdp_epoch, delta)[0]
-                for e in range(1, epochs + 1)
-            ]
-        )
-    # PLD: build one epoch's privacy loss distribution once (as PLDAccountant would for the
-    # one-epoch event) and compose it into a running one, with Δ chosen for the whole run.
-    whole_run = dp_accounting.SelfComposedDpEvent(one_epoch.event, one_epoch.count * epochs)
-    interval = _pld_interval(whole_run, delta, _compositions(one_epoch) * epochs)
-    sigma_eff = effective_noise_multiplier(noise_multiplier, microbatch_size)
-    if sampling == "poisson":
-        epoch_pld = pld_lib.from_gaussian_mechanism(
-            sigma_eff,
-            value_discretization_interval=interval,
-            sampling_prob=batch_size / n_examples,
-        ).self_compose(one_epoch.count)
-    else:
-        epoch_pld = pld_lib.from_gaussian_mechanism(
-            sigma_eff, value_discretization_interval=interval
-        )
-    running = epoch_pld
-    epsilons = [running.get_epsilon_for_delta(delta)]
-    for _ in range(epochs - 1):
-        running = running.compose(epoch_pld)
-        epsilons.append(running.get_epsilon_for_delta(delta))
-    return np.array(epsilons)
+old_rdp_epsilon = _run_function(
+    DpSgdRun.old_rdp_epsilon,
+    "old_rdp_epsilon",
+    """ε from the pre-2020 RDP conversion: :meth:`DpSgdRun.old_rdp_epsilon`.
 
-
-def old_rdp_epsilon(
-    n_examples: int,
-    batch_size: int,
-    noise_multiplier: float,
-    epochs: int,
-    delta: float,
-    *,
-    sampling: str = "poisson",
-    microbatch_size: int = 1,
-) -> float:
-    """ε from the pre-2020 RDP conversion: ε = min_α [RDP(α) + log(1/δ)/(α − 1)].
-
-    This is the conversion behind published figures such as TF Privacy's MNIST ε = 3.01.
-    Today's conversion (Canonne, Kamath & Steinke 2020; Asoodeh et al. 2020) subtracts
-    ``log(α)/(α−1) − log(1 − 1/α)`` from each term, so :func:`compute_epsilon` is smaller.
-    """
-    _check_run(n_examples, batch_size, epochs, sampling, microbatch_size)
-    require_noise_multiplier(noise_multiplier)
-    _check_delta(delta, n_examples)
-    if noise_multiplier == 0:
-        return math.inf
-    event = dp_sgd_event(
-        n_examples,
-        batch_size,
-        noise_multiplier,
-        epochs,
-        sampling=sampling,
-        microbatch_size=microbatch_size,
-    )
-    orders, rdp = _rdp_curve(event)
-    return float(np.min(rdp + math.log(1 / delta) / (orders - 1)))
+    ``old_rdp_epsilon(n_examples, batch_size, noise_multiplier, epochs, delta, *,
+    sampling="poisson", microbatch_size=1)``: ε = min_α [RDP(α) + log(1/δ)/(α − 1)], the
+    conversion behind published figures such as TF Privacy's MNIST ε = 3.01.
+    """,
+)
 
 
 def _smallest_passing_sigma(
@@ -473,15 +563,21 @@ def noise_multiplier_for_epsilon(
     answer lies outside: the target is then out of reach, or too large to mean anything.
     """
     require_positive_number("target_epsilon", target_epsilon)
-    _check_run(n_examples, batch_size, epochs, sampling, microbatch_size)
-    _check_delta(delta, n_examples)
+    shape = {
+        "n_examples": n_examples,
+        "batch_size": batch_size,
+        "epochs": epochs,
+        "sampling": sampling,
+        "microbatch_size": microbatch_size,
+    }
+    # The run to calibrate; its σ is replaced by each candidate of the search.
+    run = DpSgdRun(noise_multiplier=MAX_NOISE_MULTIPLIER, **shape)
+    delta = _check_delta(delta, run.n_examples)
     require_choice("accountant", accountant, ACCOUNTANTS)
-    steps = total_steps(n_examples, batch_size, epochs)
-    q = batch_size / n_examples
 
     def epsilon_of(sigma: float, name: str = accountant) -> float:
-        sigma_eff = effective_noise_multiplier(sigma, microbatch_size)
-        return _epsilon(_event(sampling, q, steps, epochs, sigma_eff), delta, name)
+        event = dataclasses.replace(run, noise_multiplier=sigma).dp_event()
+        return _epsilon(event, delta, name)
 
     guess, factor = 1.0, 2.0
     if accountant == "pld":
@@ -493,22 +589,22 @@ def noise_multiplier_for_epsilon(
     sigma = _smallest_passing_sigma(epsilon_of, target_epsilon, guess, factor)
     if sigma is not None:
         return sigma
-    run = (
-        f"{epochs} epochs of {steps // epochs} steps at delta={delta!r} ({sampling} sampling, "
-        f"{accountant.upper()} accountant)"
+    described = (
+        f"{run.epochs} epochs of {run.steps_per_epoch} steps at delta={delta!r} "
+        f"({run.sampling} sampling, {accountant.upper()} accountant)"
     )
     if epsilon_of(MAX_NOISE_MULTIPLIER) > target_epsilon:
         raise ValueError(
             f"target_epsilon={target_epsilon!r} is out of reach: even noise_multiplier="
-            f"{MAX_NOISE_MULTIPLIER:g} gives a larger ε for {run}. Raise target_epsilon or "
-            "delta, train for fewer epochs, or sample a smaller fraction of the data per "
+            f"{MAX_NOISE_MULTIPLIER:g} gives a larger ε for {described}. Raise target_epsilon "
+            "or delta, train for fewer epochs, or sample a smaller fraction of the data per "
             "step (smaller batch_size / n_examples)."
         )
     raise ValueError(
         f"target_epsilon={target_epsilon!r} is so large that noise_multiplier="
         f"{MIN_NOISE_MULTIPLIER:g} already meets it (ε = {epsilon_of(MIN_NOISE_MULTIPLIER):.4g} "
-        f"for {run}); such a guarantee protects nothing. Choose a target_epsilon below that: "
-        "single digits are typical."
+        f"for {described}); such a guarantee protects nothing. Choose a target_epsilon below "
+        "that: single digits are typical."
     )
 
 
@@ -545,10 +641,10 @@ _STATEMENT_PATTERNS = {
 def tf_privacy_statement_epsilons(
     n_examples: int,
     batch_size: int,
+    *,
     epochs: float,
     noise_multiplier: float,
     delta: float,
-    *,
     microbatch_size: int = 1,
     accountant: str = "rdp",
 ) -> dict[str, float]:
@@ -556,14 +652,18 @@ def tf_privacy_statement_epsilons(
 
     Returns ``{"once_per_epoch": ε, "poisson": ε}`` parsed from the statement's text
     (printed to 3 decimals), called with ``used_microbatching = microbatch_size > 1``.
-    ``epochs`` may be fractional, as TF Privacy allows; mind its step convention
-    (module docstring) when comparing with :func:`compute_epsilon`.
+    ``epochs``, ``noise_multiplier`` and ``delta`` are keyword-only, so that σ and the
+    epochs cannot be swapped silently (TF Privacy's own order is ``num_epochs,
+    noise_multiplier``, :func:`compute_epsilon`'s is σ first). ``epochs`` may be
+    fractional, as TF Privacy allows; mind its step convention (module docstring) when
+    comparing with :func:`compute_epsilon`.
     """
-    _check_batch(n_examples, batch_size)
+    n_examples = require_positive_int("n_examples", n_examples)
+    batch_size = _require_batch_size(batch_size, n_examples)
     require_positive_number("epochs", epochs)
     require_noise_multiplier(noise_multiplier)
     _check_delta(delta, n_examples)
-    _check_microbatch_size(microbatch_size, batch_size)
+    require_microbatch_size(microbatch_size, batch_size)
     require_choice("accountant", accountant, ACCOUNTANTS)
     # Imported here: importing tensorflow_privacy imports TensorFlow, which takes seconds.
     from tensorflow_privacy.privacy.analysis import compute_dp_sgd_privacy_lib as tfp_lib
@@ -593,26 +693,29 @@ _SAMPLING_ASSUMPTIONS = {
 }
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class PrivacyReport:
-    """The privacy guarantee of one DP-SGD training run, ready to state or serialise."""
+    """The privacy guarantee of one DP-SGD training run, ready to state or serialise.
 
+    ``run`` is the :class:`DpSgdRun`; ``epsilon`` its ε at ``delta`` with ``accountant``;
+    ``l2_norm_clip`` the clipping norm C (None if not stated); ``privacy_unit`` the noun
+    the guarantee protects.
+    """
+
+    run: DpSgdRun
     epsilon: float
     delta: float
-    noise_multiplier: float
-    n_examples: int
-    batch_size: int
-    epochs: int
-    steps: int
-    sampling: str
     accountant: str
-    microbatch_size: int = 1
     l2_norm_clip: float | None = None
     privacy_unit: str = "transaction"
 
     def __post_init__(self) -> None:
-        require_choice("sampling", self.sampling, SAMPLINGS)
+        if not isinstance(self.run, DpSgdRun):
+            raise ValueError(f"run must be a DpSgdRun; got {type(self.run).__name__}.")
         require_choice("accountant", self.accountant, ACCOUNTANTS)
+        clip = self.l2_norm_clip
+        if clip is not None and (not is_real(clip) or not clip > 0):
+            raise ValueError(f"l2_norm_clip must be a number > 0 or None; got {clip!r}.")
         if not isinstance(self.privacy_unit, str) or not self.privacy_unit.strip():
             raise ValueError(
                 "privacy_unit must be a non-empty noun such as 'transaction' or 'customer'; "
@@ -620,29 +723,35 @@ class PrivacyReport:
             )
 
     def to_dict(self) -> dict[str, object]:
-        """All fields as a plain dict (JSON-ready, except that ε may be ``inf``)."""
-        return asdict(self)
+        """ε, δ, the accountant, the run's fields and steps, C and the unit, as a flat dict
+        (JSON-ready, except that ε may be ``inf``)."""
+        return {
+            "epsilon": self.epsilon,
+            "delta": self.delta,
+            "accountant": self.accountant,
+            **self.run.to_dict(),
+            "l2_norm_clip": self.l2_norm_clip,
+            "privacy_unit": self.privacy_unit,
+        }
 
     def statement(self) -> str:
         """The guarantee in plain English: unit, (ε, δ), accountant, sampling and scope."""
-        unit = self.privacy_unit
-        sampling = _SAMPLING_ASSUMPTIONS[self.sampling].format(
-            unit=unit, q=self.batch_size / self.n_examples
-        )
+        unit, run = self.privacy_unit, self.run
+        sampling = _SAMPLING_ASSUMPTIONS[run.sampling].format(unit=unit, q=run.sampling_rate)
         clip = "" if self.l2_norm_clip is None else f", clipping norm {self.l2_norm_clip:g}"
         microbatches = (
             ""
-            if self.microbatch_size == 1
-            else f", microbatches of {self.microbatch_size} examples (sensitivity doubled, "
+            if run.microbatch_size == 1
+            else f", microbatches of {run.microbatch_size} examples (sensitivity doubled, "
             "accounted with half the noise multiplier)"
         )
         return (
             f"Privacy unit: one {unit}. The trained model satisfies (ε = {self.epsilon:.3g}, "
             f"δ = {self.delta:.3g})-differential privacy with respect to adding or removing "
             f"one {unit}, computed with the {self.accountant.upper()} accountant {sampling}.\n"
-            f"Training: DP-SGD on {self.n_examples:,} {unit}s, batch size {self.batch_size}, "
-            f"{self.epochs} epochs = {self.steps:,} steps, noise multiplier "
-            f"{self.noise_multiplier:.4g}{clip}{microbatches}.\n"
+            f"Training: DP-SGD on {run.n_examples:,} {unit}s, batch size {run.batch_size}, "
+            f"{run.epochs} epochs = {run.steps:,} steps, noise multiplier "
+            f"{run.noise_multiplier:.4g}{clip}{microbatches}.\n"
             "The ε covers the whole training run: the final model and every intermediate "
             "checkpoint.\n"
             "It does not cover hyperparameter tuning or any other use of the same data: "
@@ -653,43 +762,13 @@ class PrivacyReport:
         return self.statement()
 
 
-def privacy_report(
-    n_examples: int,
-    batch_size: int,
-    noise_multiplier: float,
-    epochs: int,
-    delta: float,
-    *,
-    accountant: str = "rdp",
-    sampling: str = "poisson",
-    microbatch_size: int = 1,
-    l2_norm_clip: float | None = None,
-    privacy_unit: str = "transaction",
-) -> PrivacyReport:
-    """A :class:`PrivacyReport` for a run, with ε from :func:`compute_epsilon`."""
-    epsilon = compute_epsilon(
-        n_examples,
-        batch_size,
-        noise_multiplier,
-        epochs,
-        delta,
-        accountant=accountant,
-        sampling=sampling,
-        microbatch_size=microbatch_size,
-    )
-    if l2_norm_clip is not None and (not is_real(l2_norm_clip) or not l2_norm_clip > 0):
-        raise ValueError(f"l2_norm_clip must be a number > 0 or None; got {l2_norm_clip!r}.")
-    return PrivacyReport(
-        epsilon=epsilon,
-        delta=delta,
-        noise_multiplier=noise_multiplier,
-        n_examples=n_examples,
-        batch_size=batch_size,
-        epochs=epochs,
-        steps=total_steps(n_examples, batch_size, epochs),
-        sampling=sampling,
-        accountant=accountant,
-        microbatch_size=microbatch_size,
-        l2_norm_clip=l2_norm_clip,
-        privacy_unit=privacy_unit,
-    )
+privacy_report = _run_function(
+    DpSgdRun.report,
+    "privacy_report",
+    """A :class:`PrivacyReport` for a run, with ε from :func:`compute_epsilon`.
+
+    ``privacy_report(n_examples, batch_size, noise_multiplier, epochs, delta, *,
+    accountant="rdp", l2_norm_clip=None, privacy_unit="transaction", sampling="poisson",
+    microbatch_size=1)``: the same as ``DpSgdRun(...).report(delta, ...)``.
+    """,
+)

@@ -17,6 +17,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
+from dpcourse.choices import ACCOUNTANTS, MODELS, PATHS, SAMPLINGS
+
 EXAMPLES = {
     "epsilon": "python -m dpcourse epsilon --examples 60000 --batch-size 256 "
     "--noise-multiplier 1.1 --epochs 60 --delta 1e-5",
@@ -60,20 +62,18 @@ def _float(text: str) -> float:
     return value
 
 
-def _add_run_shape(p: argparse.ArgumentParser, *, epsilon_mode: bool) -> None:
+_MICROBATCH_HELP = "examples per microbatch; >1 doubles the sensitivity (default 1)"
+
+
+def _add_run_shape(p: argparse.ArgumentParser) -> None:
+    """The options of a ``DpSgdRun`` other than σ, and δ and the accountant."""
     p.add_argument("--examples", type=_positive_int, required=True, help="training set size N")
     p.add_argument("--batch-size", type=_positive_int, required=True, help="expected batch size B")
     p.add_argument("--epochs", type=_positive_int, required=True, help="passes over the data")
     p.add_argument("--delta", type=_float, required=True, help="δ, well below 1/N")
-    p.add_argument("--accountant", choices=("rdp", "pld"), default="rdp")
-    if epsilon_mode:
-        p.add_argument("--sampling", choices=("poisson", "shuffle"), default="poisson")
-    p.add_argument(
-        "--microbatch-size",
-        type=_positive_int,
-        default=1,
-        help="examples per microbatch; >1 doubles the sensitivity (default 1)",
-    )
+    p.add_argument("--accountant", choices=ACCOUNTANTS, default="rdp")
+    p.add_argument("--sampling", choices=SAMPLINGS, default="poisson")
+    p.add_argument("--microbatch-size", type=_positive_int, default=1, help=_MICROBATCH_HELP)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -98,12 +98,12 @@ def build_parser() -> argparse.ArgumentParser:
         return p
 
     p = add("epsilon", "ε of a DP-SGD run (the guarantee for the whole run).")
-    _add_run_shape(p, epsilon_mode=True)
+    _add_run_shape(p)
     p.add_argument("--noise-multiplier", type=_float, required=True, help="σ")
 
     p = add("noise", "Smallest noise multiplier σ whose ε does not exceed a target.")
     p.add_argument("--target-epsilon", type=_float, required=True)
-    _add_run_shape(p, epsilon_mode=False)
+    _add_run_shape(p)
 
     p = add("train", "Train the fraud model, privately (default ε=1) or not.")
     _add_training_options(p)
@@ -148,16 +148,14 @@ def _add_training_options(p: argparse.ArgumentParser, default_epsilon: float = 1
     p.set_defaults(default_epsilon=default_epsilon)
     p.add_argument("--epochs", type=_positive_int, default=None)
     p.add_argument("--batch-size", type=_positive_int, default=None)
-    p.add_argument("--microbatches", type=_positive_int, default=None)
+    p.add_argument("--microbatch-size", type=_positive_int, default=None, help=_MICROBATCH_HELP)
     p.add_argument("--l2-norm-clip", type=_float, default=None)
     p.add_argument("--learning-rate", type=_float, default=None)
     p.add_argument("--delta", type=_float, default=None)
-    p.add_argument("--sampling", choices=("poisson", "shuffle"), default=None)
-    p.add_argument(
-        "--path", choices=("fast", "twopass", "xla", "optimizer", "vectorized"), default=None
-    )
-    p.add_argument("--model", choices=("mlp", "logistic"), default=None)
-    p.add_argument("--accountant", choices=("rdp", "pld"), default=None)
+    p.add_argument("--sampling", choices=SAMPLINGS, default=None)
+    p.add_argument("--path", choices=PATHS, default=None)
+    p.add_argument("--model", choices=MODELS, default=None)
+    p.add_argument("--accountant", choices=ACCOUNTANTS, default=None)
     p.add_argument(
         "--data", type=Path, default=None, help="a transactions CSV (course or Kaggle schema)"
     )
@@ -170,65 +168,44 @@ def _quiet_tensorflow() -> None:
     os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
 
 
-def _cmd_epsilon(args: argparse.Namespace) -> dict[str, Any]:
-    from dpcourse import accounting
-
-    epsilon = accounting.compute_epsilon(
-        args.examples,
-        args.batch_size,
-        args.noise_multiplier,
-        args.epochs,
-        args.delta,
-        accountant=args.accountant,
-        sampling=args.sampling,
-        microbatch_size=args.microbatch_size,
-    )
+def _run_shape(args: argparse.Namespace) -> dict[str, Any]:
+    """The fields of the ``DpSgdRun`` that ``epsilon`` and ``noise`` describe, but σ."""
     return {
-        "epsilon": epsilon,
-        "delta": args.delta,
-        "noise_multiplier": args.noise_multiplier,
         "n_examples": args.examples,
         "batch_size": args.batch_size,
         "epochs": args.epochs,
-        "steps": accounting.total_steps(args.examples, args.batch_size, args.epochs),
-        "accountant": args.accountant,
         "sampling": args.sampling,
         "microbatch_size": args.microbatch_size,
+    }
+
+
+def _cmd_epsilon(args: argparse.Namespace) -> dict[str, Any]:
+    from dpcourse import accounting
+
+    run = accounting.DpSgdRun(noise_multiplier=args.noise_multiplier, **_run_shape(args))
+    return {
+        "epsilon": run.epsilon(args.delta, args.accountant),
+        "delta": args.delta,
+        "accountant": args.accountant,
+        **run.to_dict(),
     }
 
 
 def _cmd_noise(args: argparse.Namespace) -> dict[str, Any]:
     from dpcourse import accounting
 
+    shape = _run_shape(args)
     sigma = accounting.noise_multiplier_for_epsilon(
-        args.target_epsilon,
-        args.examples,
-        args.batch_size,
-        args.epochs,
-        args.delta,
-        accountant=args.accountant,
-        microbatch_size=args.microbatch_size,
+        args.target_epsilon, delta=args.delta, accountant=args.accountant, **shape
     )
-    achieved = accounting.compute_epsilon(
-        args.examples,
-        args.batch_size,
-        sigma,
-        args.epochs,
-        args.delta,
-        accountant=args.accountant,
-        microbatch_size=args.microbatch_size,
-    )
+    run = accounting.DpSgdRun(noise_multiplier=sigma, **shape)
     return {
         "noise_multiplier": sigma,
         "target_epsilon": args.target_epsilon,
-        "epsilon": achieved,
+        "epsilon": run.epsilon(args.delta, args.accountant),
         "delta": args.delta,
-        "n_examples": args.examples,
-        "batch_size": args.batch_size,
-        "epochs": args.epochs,
         "accountant": args.accountant,
-        "sampling": "poisson",
-        "microbatch_size": args.microbatch_size,
+        **run.to_dict(),
     }
 
 
@@ -260,7 +237,7 @@ def _train_config(args: argparse.Namespace, **defaults: Any):
     options = {
         "epochs": args.epochs,
         "batch_size": args.batch_size,
-        "microbatches": args.microbatches,
+        "microbatch_size": args.microbatch_size,
         "l2_norm_clip": args.l2_norm_clip,
         "learning_rate": args.learning_rate,
         "delta": args.delta,
@@ -383,7 +360,7 @@ def _commands() -> dict[str, CommandFn]:
     }
 
 
-def _human(command: str, result: dict[str, Any]) -> str:
+def _human(result: dict[str, Any]) -> str:
     """A short human-readable rendering of a result (the default output)."""
     if "statement" in result:
         body = result["statement"]
@@ -409,7 +386,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.json:
         print(json.dumps(_json_safe(result)))
     else:
-        print(_human(args.command, result))
+        print(_human(result))
         print(f"({time.perf_counter() - started:.1f} s)", file=sys.stderr)
     return 0
 

@@ -2,9 +2,10 @@
 
 One DP-SGD step in TF Privacy 0.9.0 (``DPKerasSGDOptimizer`` and friends, through
 ``GaussianSumQuery``) does exactly this with a batch of B per-example gradients g_1..g_B
-and ``num_microbatches`` = M (M = B when it is ``None``):
+and microbatches of ``microbatch_size`` = k examples (k = 1: one example per microbatch),
+that is M = B/k microbatches (TF Privacy's ``num_microbatches`` = M, ``None`` for k = 1):
 
-1. split the batch, in order, into M contiguous microbatches of k = B/M examples
+1. split the batch, in order, into M contiguous microbatches of k examples
    (TF Privacy reshapes the per-example losses to ``[M, -1]``) and average within each:
    m_j = (1/k) Σ_{i in microbatch j} g_i;
 2. clip each microbatch mean to L2 norm C: m̃_j = m_j · min(1, C/‖m_j‖);
@@ -33,6 +34,7 @@ import pandas as pd
 
 from dpcourse._validation import (
     is_real,
+    require_microbatch_size,
     require_noise_multiplier,
     require_positive_int,
     require_positive_number,
@@ -80,23 +82,9 @@ def _as_norms(norms: np.ndarray) -> np.ndarray:
     return values
 
 
-def _resolve_num_microbatches(batch_size: int, num_microbatches: int | None) -> int:
-    """The number of microbatches M, checking that it divides the batch size B."""
-    if num_microbatches is None:
-        return batch_size
-    m = require_positive_int("num_microbatches", num_microbatches)
-    if batch_size % m:
-        raise ValueError(
-            f"num_microbatches={m} must divide the batch size {batch_size} "
-            f"({batch_size} % {m} = {batch_size % m}). TF Privacy reshapes the batch's "
-            f"per-example losses to [num_microbatches, -1], so there this batch fails with "
-            f"'Input to reshape is a tensor with {batch_size} values, but the requested "
-            f"shape requires a multiple of {m}', typically on the short last batch of an "
-            f"epoch. Fix: choose num_microbatches that divides the batch size (or None, "
-            f"one example per microbatch) and make every batch full, e.g. "
-            f"dataset.batch(batch_size, drop_remainder=True)."
-        )
-    return m
+def _num_microbatches(batch_size: int, microbatch_size: int) -> int:
+    """M = B/k, checking that the microbatch size k divides the batch size B."""
+    return batch_size // require_microbatch_size(microbatch_size, batch_size)
 
 
 def _generator(rng: RngLike) -> np.random.Generator:
@@ -134,18 +122,18 @@ def clip_gradients(per_example_grads: np.ndarray, l2_norm_clip: float) -> np.nda
     return grads * (clip / np.maximum(norms, clip))
 
 
-def microbatch_means(per_example_grads: np.ndarray, num_microbatches: int | None) -> np.ndarray:
-    """Average the batch within M contiguous microbatches: m_j = (1/k) Σ_{i=jk}^{jk+k-1} g_i.
+def microbatch_means(per_example_grads: np.ndarray, microbatch_size: int) -> np.ndarray:
+    """Average the batch within contiguous microbatches: m_j = (1/k) Σ_{i=jk}^{jk+k-1} g_i.
 
-    k = n/M examples per microbatch, taken in order, which is how TF Privacy's
-    ``tf.reshape(loss, [num_microbatches, -1])`` groups a batch. ``None`` means one
-    example per microbatch (M = n; the rows are returned unchanged).
+    k = ``microbatch_size`` examples per microbatch, taken in order, so M = n/k
+    microbatches: how TF Privacy's ``tf.reshape(loss, [num_microbatches, -1])`` groups a
+    batch. k = 1 means one example per microbatch (the rows are returned unchanged).
 
     Returns:
         Shape (M, d), float64.
     """
     grads = _as_gradient_matrix(per_example_grads)
-    m = _resolve_num_microbatches(grads.shape[0], num_microbatches)
+    m = _num_microbatches(grads.shape[0], microbatch_size)
     return grads.reshape(m, -1, grads.shape[1]).mean(axis=1)
 
 
@@ -153,21 +141,23 @@ def private_mean(
     per_example_grads: np.ndarray,
     l2_norm_clip: float,
     noise_multiplier: float,
-    num_microbatches: int | None = None,
+    microbatch_size: int = 1,
     rng: RngLike = None,
 ) -> np.ndarray:
     """The DP-SGD gradient: ḡ = (Σ_j clip_C(m_j) + N(0, (σC)² I)) / M.
 
-    m_j are the M microbatch means (``microbatch_means``; M = n when ``num_microbatches``
-    is ``None``), clip_C is ``clip_gradients``, σ is ``noise_multiplier``. The noise is
-    added to the sum, so its std on the result is σC/M (``noise_std_on_mean``). With
-    σ = 0 the result is exactly the mean of the clipped microbatch means.
+    m_j are the M = n/k microbatch means (``microbatch_means``; M = n when
+    ``microbatch_size`` k is 1), clip_C is ``clip_gradients``, σ is ``noise_multiplier``.
+    The noise is added to the sum, so its std on the result is σC/M
+    (``noise_std_on_mean``). With σ = 0 the result is exactly the mean of the clipped
+    microbatch means.
 
     Args:
         per_example_grads: shape (n, d), one flattened gradient per example.
         l2_norm_clip: clipping norm C > 0.
         noise_multiplier: σ >= 0, the ratio of the noise std on the sum to C.
-        num_microbatches: M, which must divide n; ``None`` for one example per microbatch.
+        microbatch_size: k, examples per microbatch, which must divide n (1: one example
+            per microbatch; TF Privacy's ``num_microbatches`` is n/k).
         rng: ``None``, an integer seed, or a ``numpy.random.Generator``.
 
     Returns:
@@ -176,9 +166,9 @@ def private_mean(
     grads = _as_gradient_matrix(per_example_grads)
     clip = require_positive_number("l2_norm_clip", l2_norm_clip)
     sigma = require_noise_multiplier(noise_multiplier)
-    m = _resolve_num_microbatches(grads.shape[0], num_microbatches)
+    m = _num_microbatches(grads.shape[0], microbatch_size)
     generator = _generator(rng)
-    clipped = clip_gradients(microbatch_means(grads, m), clip)
+    clipped = clip_gradients(microbatch_means(grads, microbatch_size), clip)
     noise = generator.normal(0.0, sigma * clip, size=grads.shape[1])
     return (clipped.sum(axis=0) + noise) / m
 
@@ -247,15 +237,18 @@ def private_unit_mean(
     return (clip_gradients(sums, clip).sum(axis=0) + noise) / units_per_batch
 
 
-def noise_std_on_mean(l2_norm_clip: float, noise_multiplier: float, num_microbatches: int) -> float:
-    """Std of the noise on each coordinate of the DP-SGD gradient: σC/M.
+def noise_std_on_mean(
+    l2_norm_clip: float, noise_multiplier: float, batch_size: int, microbatch_size: int = 1
+) -> float:
+    """Std of the noise on each coordinate of the DP-SGD gradient: σC/M, M = B/k.
 
-    TF Privacy adds N(0, (σC)²) to the sum of M clipped microbatch gradients and then
-    divides by M. With one example per microbatch, M is the batch size.
+    TF Privacy adds N(0, (σC)²) to the sum of M = ``batch_size`` / ``microbatch_size``
+    clipped microbatch gradients and then divides by M. With one example per microbatch
+    (k = 1), M is the batch size B and the std is σC/B.
     """
     clip = require_positive_number("l2_norm_clip", l2_norm_clip)
     sigma = require_noise_multiplier(noise_multiplier)
-    m = require_positive_int("num_microbatches", num_microbatches)
+    m = _num_microbatches(require_positive_int("batch_size", batch_size), microbatch_size)
     return sigma * clip / m
 
 
@@ -265,7 +258,7 @@ def dp_sgd_step(
     learning_rate: float,
     l2_norm_clip: float,
     noise_multiplier: float,
-    num_microbatches: int | None = None,
+    microbatch_size: int = 1,
     rng: RngLike = None,
 ) -> np.ndarray:
     """One DP-SGD update of plain SGD: θ' = θ − η·ḡ, with ḡ from ``private_mean``.
@@ -284,7 +277,7 @@ def dp_sgd_step(
             f"({grads.shape[1]}), got shape {theta.shape}."
         )
     eta = require_positive_number("learning_rate", learning_rate)
-    step = private_mean(grads, l2_norm_clip, noise_multiplier, num_microbatches, rng)
+    step = private_mean(grads, l2_norm_clip, noise_multiplier, microbatch_size, rng)
     return theta - eta * step
 
 
@@ -371,18 +364,19 @@ def signal_to_noise(
     per_example_grads: np.ndarray,
     l2_norm_clip: float,
     noise_multiplier: float,
-    num_microbatches: int | None = None,
+    microbatch_size: int = 1,
 ) -> float:
-    """Signal-to-noise ratio of one DP-SGD gradient: ‖ḡ_clip‖ / (σC/M · √d).
+    """Signal-to-noise ratio of one DP-SGD gradient: ‖ḡ_clip‖ / (σC/M · √d), M = n/k.
 
     ḡ_clip is the noiseless private mean (the mean of the clipped microbatch means) and
     σC/M · √d = √E‖noise‖² is the root-mean-square norm of the d-dimensional noise
     vector. Larger batches (larger M) raise it in proportion; ``inf`` when σ = 0.
     """
     grads = _as_gradient_matrix(per_example_grads)
-    m = _resolve_num_microbatches(grads.shape[0], num_microbatches)
-    signal = np.linalg.norm(private_mean(grads, l2_norm_clip, 0.0, m))
-    noise_rms = noise_std_on_mean(l2_norm_clip, noise_multiplier, m) * np.sqrt(grads.shape[1])
+    n = grads.shape[0]
+    signal = np.linalg.norm(private_mean(grads, l2_norm_clip, 0.0, microbatch_size))
+    noise_rms = noise_std_on_mean(l2_norm_clip, noise_multiplier, n, microbatch_size)
+    noise_rms *= np.sqrt(grads.shape[1])
     return float(signal / noise_rms) if noise_rms > 0 else float("inf")
 
 

@@ -12,8 +12,10 @@ from typing import Literal
 
 import tensorflow as tf
 
+from dpcourse._validation import is_integer, require_choice, require_positive_int
+from dpcourse.choices import MODELS
+
 ModelKind = Literal["logistic", "mlp"]
-MODEL_KINDS: tuple[str, ...] = ("logistic", "mlp")
 DEFAULT_HIDDEN: tuple[int, ...] = (32, 16)
 
 
@@ -24,15 +26,17 @@ def model_layers(
 
     ``logistic``: logit = w·x + b. ``mlp``: ReLU layers of sizes ``hidden``, then one logit.
     Returned as a list so the same architecture can be wrapped in ``tf.keras.Sequential``
-    or ``tensorflow_privacy.DPSequential``.
+    or ``tensorflow_privacy.DPSequential``. Integers may be Python or NumPy integers.
     """
-    if kind not in MODEL_KINDS:
-        raise ValueError(f"kind must be one of {MODEL_KINDS}, got {kind!r}.")
-    if not isinstance(n_features, int) or n_features < 1:
-        raise ValueError(f"n_features must be a positive integer, got {n_features!r}.")
+    require_choice("kind", kind, MODELS)
+    n_features = require_positive_int("n_features", n_features)
     widths = tuple(hidden) if kind == "mlp" else ()
-    if any(not isinstance(w, int) or w < 1 for w in widths):
+    if any(not is_integer(w) or w < 1 for w in widths):
         raise ValueError(f"hidden must be positive integers, got {hidden!r}.")
+    widths = tuple(int(w) for w in widths)
+    if not is_integer(seed):
+        raise ValueError(f"seed must be an integer, got {seed!r}.")
+    seed = int(seed)
     layers: list[tf.keras.layers.Layer] = [tf.keras.Input(shape=(n_features,))]
     for i, width in enumerate(widths):
         init = tf.keras.initializers.GlorotUniform(seed=seed + i)

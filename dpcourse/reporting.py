@@ -201,20 +201,19 @@ def model_card(
     ):
         raise ValueError("limitations must be a list of non-empty strings.")
 
-    unit = report.privacy_unit
-    q = report.batch_size / report.n_examples
+    unit, run = report.privacy_unit, report.run
     sampling = (
         f"Poisson sampling: each {unit} joins each step's batch independently with "
-        f"probability q = B/N = {q:.3g}. The ε holds only if training really samples this "
-        "way; shuffled fixed-size batches need the (larger) once-per-epoch figure."
-        if report.sampling == "poisson"
+        f"probability q = B/N = {run.sampling_rate:.3g}. The ε holds only if training really "
+        "samples this way; shuffled fixed-size batches need the (larger) once-per-epoch figure."
+        if run.sampling == "poisson"
         else f"Shuffled fixed-size batches, each {unit} used at most once per epoch; the "
         "conservative figure, without amplification by sampling."
     )
     microbatches = (
         "one example per microbatch (sensitivity C)"
-        if report.microbatch_size == 1
-        else f"{report.microbatch_size} examples per microbatch: sensitivity 2C, accounted with σ/2"
+        if run.microbatch_size == 1
+        else f"{run.microbatch_size} examples per microbatch: sensitivity 2C, accounted with σ/2"
     )
     privacy_rows = [
         ("Privacy unit", f"one {unit} (add-or-remove-one-{unit} adjacency)"),
@@ -232,7 +231,7 @@ def model_card(
     privacy_rows += [
         ("Accountant", f"{report.accountant.upper()} (dp_accounting)"),
         ("Sampling assumption", sampling),
-        ("δ vs data size", _delta_note(report.delta, report.n_examples, unit)),
+        ("δ vs data size", _delta_note(report.delta, run.n_examples, unit)),
     ]
     if group is not None and group["n_groups"] is not None:
         privacy_rows.append(
@@ -255,10 +254,10 @@ def model_card(
             "Clipping norm C",
             "not recorded" if report.l2_norm_clip is None else f"{report.l2_norm_clip:g}",
         ),
-        ("Noise multiplier σ", f"{report.noise_multiplier:.4g}"),
-        ("Batch size B (expected)", f"{report.batch_size:,}"),
-        ("Epochs / steps", f"{report.epochs} / {report.steps:,}"),
-        (f"Training {unit}s N", f"{report.n_examples:,}"),
+        ("Noise multiplier σ", f"{run.noise_multiplier:.4g}"),
+        ("Batch size B (expected)", f"{run.batch_size:,}"),
+        ("Epochs / steps", f"{run.epochs} / {run.steps:,}"),
+        (f"Training {unit}s N", f"{run.n_examples:,}"),
     ]
     data_rows = [("Training data", data), ("What was tuned, on which data", tuned)]
     sections: dict[str, tuple[tuple[str, str], ...]] = {

@@ -9,9 +9,10 @@ One DP-SGD step, as every private path here implements it::
 for fraud, 1 otherwise), ``C`` the clipping norm ``l2_norm_clip``, ``σ`` the noise
 multiplier and ``B`` the *expected* batch size. The weight is applied before clipping, so
 the sensitivity stays C whatever the weight (unlike oversampling, which duplicates records
-and breaks the accounting). With ``microbatches=M`` (shuffled batches only), the batch is
-cut into M groups whose mean gradients are clipped as units and the sum is divided by M:
-TF Privacy's semantics, and the accounting halves σ because the sensitivity doubles.
+and breaks the accounting). With ``microbatch_size=k`` > 1 (shuffled batches only), the
+batch is cut into M = B/k groups of k examples whose mean gradients are clipped as units and
+the sum is divided by M: TF Privacy's semantics (its ``num_microbatches`` is M), and the
+accounting halves σ because the sensitivity doubles.
 
 **Sampling.** The privacy accounting that gives the small ε most papers quote assumes
 Poisson sampling: at every step each of the N training examples joins the batch
@@ -93,22 +94,20 @@ from dpcourse._validation import (
     require_positive_int,
     require_positive_number,
 )
+from dpcourse.choices import ACCOUNTANTS, MODELS, OPTIMIZERS, PATHS
 from dpcourse.data import TARGET_FRAUD_RATE, Split, load_split
 from dpcourse.fast_clipping import OnePassDPSequential
 from dpcourse.metrics import evaluate
-from dpcourse.models import DEFAULT_HIDDEN, MODEL_KINDS, model_layers
+from dpcourse.models import DEFAULT_HIDDEN, model_layers
 
-SAMPLINGS: tuple[str, ...] = ("poisson", "shuffle")
-PATHS: tuple[str, ...] = ("fast", "twopass", "xla", "optimizer", "vectorized")
-ACCOUNTANTS: tuple[str, ...] = ("rdp", "pld")
-OPTIMIZERS: tuple[str, ...] = ("adam", "sgd")
 #: The privacy target used when ``private=True`` and neither a target ε nor σ is given.
 DEFAULT_TARGET_EPSILON = 1.0
 #: Padding of Poisson batches, in standard deviations of the batch size above B. A batch
 #: exceeds it with probability about 1e-9 per step (then the padding grows to fit).
 PADDING_SDS = 6.0
 
-#: Largest microbatches × batch size the "optimizer"/"vectorized" paths accept (memory).
+#: Largest (number of microbatches) × batch size the "optimizer"/"vectorized" paths accept
+#: (memory).
 MAX_OPTIMIZER_JACOBIAN = 2048 * 2048
 
 GradientsAndVariables = list[tuple[tf.Tensor, tf.Variable]]
@@ -147,8 +146,9 @@ class TrainConfig:
     run's ε does not exceed it) and ``noise_multiplier`` (σ >= 0; σ = 0 clips without
     noise, ε = ∞, for studying clipping bias alone); with
     neither, ``target_epsilon`` becomes ``DEFAULT_TARGET_EPSILON``. ``private=False`` takes
-    neither. ``microbatches=None`` clips every example separately; an integer M splits
-    each (shuffled, fixed-size) batch into M microbatches and must divide ``batch_size``.
+    neither. ``microbatch_size=1`` clips every example separately; k > 1 splits each
+    (shuffled, fixed-size) batch into B/k microbatches of k examples and must divide
+    ``batch_size``.
     ``positive_weight`` multiplies each fraud example's loss before clipping (a class
     weight; its gradient is still clipped to C, so the accounting is unchanged).
     ``prior_fraud_rate`` p starts the output bias at log(p / (1 − p)), so training does
@@ -168,7 +168,7 @@ class TrainConfig:
     epochs: int = 16
     learning_rate: float = 0.02
     delta: float = 1e-5
-    microbatches: int | None = None
+    microbatch_size: int = 1
     sampling: Literal["poisson", "shuffle"] = "poisson"
     path: Literal["fast", "twopass", "xla", "optimizer", "vectorized"] = "fast"
     accountant: Literal["rdp", "pld"] = "rdp"
@@ -178,7 +178,7 @@ class TrainConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        require_choice("model", self.model, MODEL_KINDS)
+        require_choice("model", self.model, MODELS)
         if isinstance(self.hidden, str) or not isinstance(self.hidden, Sequence):
             raise ValueError(f"hidden must be a sequence of layer widths, got {self.hidden!r}.")
         object.__setattr__(self, "hidden", tuple(self.hidden))
@@ -191,13 +191,13 @@ class TrainConfig:
         if self.private and self.path == "xla":
             _refuse_xla_noise(self.noise_multiplier if self.target_epsilon is None else None)
         require_positive_number("l2_norm_clip", self.l2_norm_clip)
-        require_positive_int("batch_size", self.batch_size)
-        require_positive_int("epochs", self.epochs)
+        accounting.validate_run_shape(
+            self.batch_size, self.epochs, self.sampling, self.microbatch_size
+        )
+        self._refuse_poisson_microbatches()
         require_positive_number("learning_rate", self.learning_rate)
         if not is_real(self.delta) or not 0.0 < self.delta < 1.0:
             raise ValueError(f"delta must be in (0, 1), well below 1/n_train, got {self.delta!r}.")
-        require_choice("sampling", self.sampling, SAMPLINGS)
-        self._check_microbatches()
         self._check_optimizer_memory()
         require_choice("accountant", self.accountant, ACCOUNTANTS)
         require_positive_number("positive_weight", self.positive_weight)
@@ -220,8 +220,8 @@ class TrainConfig:
                 f"path={self.path!r} with batch_size={self.batch_size} and {m} microbatches "
                 f"needs a per-example Jacobian of {m}×{self.batch_size} rows, far more memory "
                 "than a laptop or Binder has; use path='fast' (the same clipped, noisy "
-                "update, computed with ghost norms), or batch_size and microbatches with a "
-                f"product of at most {MAX_OPTIMIZER_JACOBIAN:,}."
+                "update, computed with ghost norms), or a batch_size and microbatch_size with "
+                f"batch_size² / microbatch_size at most {MAX_OPTIMIZER_JACOBIAN:,}."
             )
 
     def _check_privacy_target(self) -> None:
@@ -247,37 +247,40 @@ class TrainConfig:
         else:
             require_noise_multiplier(sigma)
 
-    def _check_microbatches(self) -> None:
-        m = self.microbatches
-        if m is None:
-            return
-        require_positive_int("microbatches", m)
-        if self.batch_size % m:
+    def _refuse_poisson_microbatches(self) -> None:
+        k = self.microbatch_size
+        if self.sampling == "poisson" and k > 1:
             raise ValueError(
-                f"microbatches must divide batch_size, got microbatches={m} and "
-                f"batch_size={self.batch_size}; TF Privacy reshapes each batch into "
-                f"{m} equal microbatches and otherwise fails deep inside the optimizer with "
-                "an error like 'Input to reshape is a tensor with 80 values, but the requested "
-                "shape requires a multiple of 256'. Choose microbatches among the divisors "
-                f"of {self.batch_size}."
+                f"microbatch_size={k} cannot be used with sampling='poisson': Poisson batches "
+                "have random sizes, which cannot be split into equal microbatches. Use "
+                "sampling='shuffle' (fixed batches, larger ε), or microbatch_size=1 (one "
+                "example per microbatch)."
             )
-        if self.sampling == "poisson" and m != self.batch_size:
-            raise ValueError(
-                f"microbatches={m} cannot be used with sampling='poisson': Poisson batches "
-                "have random sizes, which cannot be split into a fixed number of equal "
-                "microbatches. Use sampling='shuffle' (fixed batches, larger ε), or "
-                "microbatches=None (one example per microbatch)."
-            )
-
-    @property
-    def microbatch_size(self) -> int:
-        """Examples per microbatch, k = batch_size / microbatches (1 when per-example)."""
-        return 1 if self.microbatches is None else self.batch_size // self.microbatches
 
     @property
     def num_microbatches(self) -> int | None:
-        """TF Privacy's ``num_microbatches``: None (one example each) or M when k > 1."""
-        return None if self.microbatch_size == 1 else self.microbatches
+        """TF Privacy's ``num_microbatches``: None (one example each) or B/k when k > 1."""
+        return None if self.microbatch_size == 1 else self.batch_size // self.microbatch_size
+
+    def run(self, n_train: int) -> accounting.DpSgdRun | None:
+        """The DP-SGD run this configuration trains on ``n_train`` examples; None when not
+        private. Its σ is ``noise_multiplier``, or calibrated so that the run's ε (with this
+        δ and accountant) does not exceed ``target_epsilon``."""
+        if not self.private:
+            return None
+        shape = {
+            "n_examples": n_train,
+            "batch_size": self.batch_size,
+            "epochs": self.epochs,
+            "sampling": self.sampling,
+            "microbatch_size": self.microbatch_size,
+        }
+        sigma = self.noise_multiplier
+        if sigma is None:
+            sigma = accounting.noise_multiplier_for_epsilon(
+                self.target_epsilon, delta=self.delta, accountant=self.accountant, **shape
+            )
+        return accounting.DpSgdRun(noise_multiplier=sigma, **shape)
 
 
 def _require_generator(rng: Any) -> None:
@@ -458,8 +461,8 @@ def compile_model(
         )
     if config.num_microbatches is not None and padded != config.batch_size:
         raise ValueError(
-            f"padded_batch_size must equal batch_size={config.batch_size} when microbatches "
-            f"is set (fixed, shuffled batches), got {padded}."
+            f"padded_batch_size must equal batch_size={config.batch_size} when "
+            f"microbatch_size > 1 (fixed, shuffled batches), got {padded}."
         )
     require_noise_multiplier(noise_multiplier)
     if config.private and config.path == "xla":
@@ -537,26 +540,6 @@ def _dp_sequential(
     return model
 
 
-def resolve_noise_multiplier(config: TrainConfig, n_train: int) -> float | None:
-    """σ for the run: ``config.noise_multiplier``, or calibrated to ``config.target_epsilon``
-    for this ``n_train``, sampling, accountant and microbatch size; None when not private.
-    """
-    if not config.private:
-        return None
-    if config.noise_multiplier is not None:
-        return float(config.noise_multiplier)
-    return accounting.noise_multiplier_for_epsilon(
-        config.target_epsilon,
-        n_train,
-        config.batch_size,
-        config.epochs,
-        config.delta,
-        accountant=config.accountant,
-        microbatch_size=config.microbatch_size,
-        sampling=config.sampling,
-    )
-
-
 def make_dataset(
     x: np.ndarray, y: np.ndarray, indices: np.ndarray, sample_weights: np.ndarray
 ) -> tf.data.Dataset:
@@ -623,27 +606,36 @@ class TrainResult:
     """What ``train`` returns.
 
     ``history`` has per-epoch ``loss`` (mean weighted training loss, not private) and
-    ``seconds``; ``metrics`` is ``dpcourse.metrics.evaluate`` on the test set; ``privacy``
-    is the run's ``PrivacyReport`` (None when not private); ``noise_multiplier`` is the σ
-    actually used; ``steps`` = epochs · (n_train // batch_size); ``padded_batch_size`` is
-    the fixed batch shape P. ``compile_seconds`` is the one-off tracing of the train step
-    into a TensorFlow graph, done before ``model.fit`` starts (it does not depend on the
-    number of steps, and the DP step, which computes per-example norms, takes longer to
-    trace); ``train_seconds`` times ``model.fit`` only: every training step, without
-    tracing, data loading or evaluation.
+    ``seconds``; ``metrics`` is ``dpcourse.metrics.evaluate`` on the test set; ``run`` is
+    the ``DpSgdRun`` trained (σ as actually used) and ``privacy`` its ``PrivacyReport``
+    (both None when not private); ``n_train`` is the size of the training split;
+    ``padded_batch_size`` is the fixed batch shape P. ``compile_seconds`` is the one-off
+    tracing of the train step into a TensorFlow graph, done before ``model.fit`` starts (it
+    does not depend on the number of steps, and the DP step, which computes per-example
+    norms, takes longer to trace); ``train_seconds`` times ``model.fit`` only: every
+    training step, without tracing, data loading or evaluation.
     """
 
     model: tf.keras.Model
     history: dict[str, list[float]]
     metrics: dict[str, float]
+    run: accounting.DpSgdRun | None
     privacy: accounting.PrivacyReport | None
     config: TrainConfig
-    steps: int
     n_train: int
-    noise_multiplier: float | None
     train_seconds: float
     compile_seconds: float
     padded_batch_size: int
+
+    @property
+    def noise_multiplier(self) -> float | None:
+        """σ actually used; None when not private."""
+        return None if self.run is None else self.run.noise_multiplier
+
+    @property
+    def steps(self) -> int:
+        """Steps trained: epochs · (n_train // batch_size)."""
+        return accounting.total_steps(self.n_train, self.config.batch_size, self.config.epochs)
 
     def summary(self) -> dict[str, Any]:
         """A flat, JSON-ready dict: metrics, the privacy figures and the run's shape."""
@@ -658,7 +650,8 @@ class TrainResult:
             "steps": self.steps,
             "epochs": self.config.epochs,
             "batch_size": self.config.batch_size,
-            "microbatches": self.config.microbatches,
+            "microbatches": self.config.num_microbatches,
+            "microbatch_size": self.config.microbatch_size,
             "n_train": self.n_train,
             "sampling": self.config.sampling,
             "accountant": self.config.accountant,
@@ -675,7 +668,7 @@ def train(
 ) -> TrainResult:
     """Train ``config.model`` on ``split`` (default ``load_split()``) and evaluate it.
 
-    Steps: resolve σ (calibrated to the target ε if one is given), seed everything
+    Steps: build the run (σ calibrated to the target ε if one is given), seed everything
     (``tf.keras.utils.set_random_seed(config.seed)`` and a NumPy generator for the
     sampling schedule), draw the schedule, fit, evaluate on the test set, and account
     the run with the sampling actually used. Deterministic for a given seed.
@@ -694,7 +687,8 @@ def train(
             f"{config.batch_size}."
         )
     steps_per_epoch = accounting.steps_per_epoch(n_train, config.batch_size)
-    sigma = resolve_noise_multiplier(config, n_train)
+    run = config.run(n_train)
+    sigma = None if run is None else run.noise_multiplier
 
     tf.keras.utils.set_random_seed(config.seed)
     rng = np.random.default_rng(config.seed)
@@ -723,27 +717,18 @@ def train(
     train_seconds = time.perf_counter() - started
 
     privacy = None
-    if config.private:
-        privacy = accounting.privacy_report(
-            n_examples=n_train,
-            batch_size=config.batch_size,
-            noise_multiplier=sigma,
-            epochs=config.epochs,
-            delta=config.delta,
-            accountant=config.accountant,
-            sampling=config.sampling,
-            microbatch_size=config.microbatch_size,
-            l2_norm_clip=config.l2_norm_clip,
+    if run is not None:
+        privacy = run.report(
+            config.delta, accountant=config.accountant, l2_norm_clip=config.l2_norm_clip
         )
     return TrainResult(
         model=model,
         history={"loss": log.loss, "seconds": log.seconds},
         metrics=evaluate(model, split.x_test, split.y_test),
+        run=run,
         privacy=privacy,
         config=config,
-        steps=steps_per_epoch * config.epochs,
         n_train=n_train,
-        noise_multiplier=sigma,
         train_seconds=train_seconds,
         compile_seconds=compile_seconds,
         padded_batch_size=padded,

@@ -8,6 +8,7 @@ privacy statement, and TF Privacy's published MNIST figure.
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import math
 import warnings
 
@@ -20,6 +21,7 @@ from scipy import optimize, stats
 from dpcourse import accounting
 from dpcourse.accounting import (
     DeltaTooLargeWarning,
+    DpSgdRun,
     PrivacyReport,
     compute_epsilon,
     epsilon_over_training,
@@ -274,7 +276,13 @@ def test_matches_tf_privacy_statement(n, b, sigma, epochs, delta, microbatch_siz
     # Like with like: TF Privacy composes ceil(epochs / q) Poisson steps; ours epochs·⌊N/B⌋.
     assert math.ceil(epochs / (b / n)) == total_steps(n, b, epochs)
     printed = tf_privacy_statement_epsilons(
-        n, b, epochs, sigma, delta, microbatch_size=microbatch_size, accountant=accountant
+        n,
+        b,
+        epochs=epochs,
+        noise_multiplier=sigma,
+        delta=delta,
+        microbatch_size=microbatch_size,
+        accountant=accountant,
     )
     for key, sampling in (("once_per_epoch", "shuffle"), ("poisson", "poisson")):
         ours = compute_epsilon(
@@ -299,7 +307,7 @@ def test_acceptance_config_matches_tf_privacy_statement(accountant):
     assert math.ceil(tf_epochs / (MNIST["batch_size"] / MNIST["n_examples"])) == steps
     assert math.ceil(tf_epochs) == MNIST["epochs"]
     printed = tf_privacy_statement_epsilons(
-        60000, 256, tf_epochs, 1.1, MNIST_DELTA, accountant=accountant
+        60000, 256, epochs=tf_epochs, noise_multiplier=1.1, delta=MNIST_DELTA, accountant=accountant
     )
     poisson = compute_epsilon(**MNIST, delta=MNIST_DELTA, accountant=accountant)
     shuffle = compute_epsilon(**MNIST, delta=MNIST_DELTA, accountant=accountant, sampling="shuffle")
@@ -363,7 +371,8 @@ def test_group_delta_is_capped_at_one():
 def test_privacy_report_computes_epsilon_and_states_the_guarantee():
     report = privacy_report(**MNIST, delta=MNIST_DELTA, l2_norm_clip=1.0)
     assert report.epsilon == compute_epsilon(**MNIST, delta=MNIST_DELTA)
-    assert report.steps == 14040
+    assert isinstance(report, PrivacyReport) and report.run.steps == 14040
+    assert report.run == DpSgdRun(**MNIST)
     text = report.statement()
     assert str(report) == text
     for phrase in (
@@ -392,7 +401,16 @@ def test_privacy_report_states_shuffling_microbatches_and_the_unit():
     assert "PLD accountant" in text
     assert "once per epoch" in text
     assert "sensitivity doubled" in text
-    assert report.to_dict() == {f.name: getattr(report, f.name) for f in dataclasses.fields(report)}
+    flat = report.to_dict()
+    assert flat == {
+        "epsilon": report.epsilon,
+        "delta": MNIST_DELTA,
+        "accountant": "pld",
+        **dataclasses.asdict(report.run),
+        "steps": report.run.steps,
+        "l2_norm_clip": None,
+        "privacy_unit": "customer",
+    }
     with pytest.raises(dataclasses.FrozenInstanceError):
         report.epsilon = 0.0
 
@@ -455,7 +473,9 @@ def test_other_functions_reject_bad_input():
     with pytest.raises(ValueError, match=r"^sampling must"):
         old_rdp_epsilon(**{**GOOD, "sampling": "random"})
     with pytest.raises(ValueError, match=r"^epochs must"):
-        tf_privacy_statement_epsilons(60000, 256, 0.0, 1.1, MNIST_DELTA)
+        tf_privacy_statement_epsilons(
+            60000, 256, epochs=0.0, noise_multiplier=1.1, delta=MNIST_DELTA
+        )
     with pytest.raises(ValueError, match=r"^group_size must"):
         group_epsilon(1.0, 1e-6, 0)
     with pytest.raises(ValueError, match=r"^epsilon must"):
@@ -466,9 +486,11 @@ def test_other_functions_reject_bad_input():
         privacy_report(**GOOD, l2_norm_clip=0.0)
     with pytest.raises(ValueError, match=r"^privacy_unit must"):
         privacy_report(**GOOD, privacy_unit=" ")
-    report = privacy_report(**GOOD).to_dict()
-    with pytest.raises(ValueError, match=r"^sampling must"):
-        PrivacyReport(**{**report, "sampling": "bootstrap"})
+    report = privacy_report(**GOOD)
+    with pytest.raises(ValueError, match=r"^accountant must"):
+        dataclasses.replace(report, accountant="moments")
+    with pytest.raises(ValueError, match=r"^run must be a DpSgdRun"):
+        dataclasses.replace(report, run=report.run.to_dict())
 
 
 def test_delta_not_below_one_over_n_warns():
@@ -494,3 +516,159 @@ def test_numpy_integers_are_accepted():
     got = accounting.compute_epsilon(np.int64(60000), np.int64(256), 1.1, np.int64(3), 1e-5)
     assert got == expected
     assert accounting.old_rdp_epsilon(np.int64(60000), 256, 1.1, np.int64(3), 1e-5) > expected
+
+
+# --------------------------------------------------------------------------- the run
+
+
+@pytest.mark.parametrize("accountant", ["rdp", "pld"])
+@pytest.mark.parametrize("sampling", ["poisson", "shuffle"])
+@pytest.mark.parametrize("microbatch_size", [1, 4])
+def test_run_epsilon_is_compute_epsilon(accountant, sampling, microbatch_size):
+    shape = {**SMALL, "sampling": sampling, "microbatch_size": microbatch_size}
+    run = DpSgdRun(noise_multiplier=1.3, **shape)
+    expected = compute_epsilon(**shape, noise_multiplier=1.3, delta=1e-6, accountant=accountant)
+    assert run.epsilon(1e-6, accountant=accountant) == expected
+    assert run.dp_event() == accounting.dp_sgd_event(noise_multiplier=1.3, **shape)
+    assert run.steps == total_steps(SMALL["n_examples"], SMALL["batch_size"], SMALL["epochs"])
+    assert run.sampling_rate == SMALL["batch_size"] / SMALL["n_examples"]
+    np.testing.assert_array_equal(
+        run.epsilon_over_training(1e-6, accountant=accountant),
+        epsilon_over_training(**shape, noise_multiplier=1.3, delta=1e-6, accountant=accountant),
+    )
+
+
+def test_run_states_its_event_and_formulas():
+    run = DpSgdRun(n_examples=1000, batch_size=100, noise_multiplier=2.0, epochs=3)
+    assert (run.sampling_rate, run.steps, run.effective_noise_multiplier) == (0.1, 30, 2.0)
+    assert run.dp_event() == poisson_event(0.1, 2.0, 30)
+    grouped = dataclasses.replace(run, microbatch_size=4, sampling="shuffle")
+    assert grouped.effective_noise_multiplier == 1.0
+    gaussian = dp_accounting.GaussianDpEvent(1.0)
+    assert grouped.dp_event() == dp_accounting.SelfComposedDpEvent(gaussian, 3)
+    assert DpSgdRun.__doc__ is not None
+    for formula in ("q = B / N", "T = E · ⌊N / B⌋", "σ_eff = σ / 2"):
+        assert formula in DpSgdRun.__doc__
+
+
+def test_run_is_frozen_keyword_only_and_converts_numpy_numbers():
+    run = DpSgdRun(
+        n_examples=np.int64(60000),
+        batch_size=np.int32(256),
+        noise_multiplier=np.float32(1.5),
+        epochs=np.int64(3),
+        microbatch_size=np.int16(1),
+    )
+    for name in ("n_examples", "batch_size", "epochs", "microbatch_size"):
+        assert type(getattr(run, name)) is int, name
+    assert type(run.noise_multiplier) is float and run.noise_multiplier == 1.5
+    assert run == DpSgdRun(n_examples=60000, batch_size=256, noise_multiplier=1.5, epochs=3)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        run.epochs = 5
+    with pytest.raises(TypeError):
+        DpSgdRun(60000, 256, 1.5, 3)
+
+
+@pytest.mark.parametrize(
+    ("changes", "parameter"),
+    [
+        ({"n_examples": 0}, "n_examples"),
+        ({"batch_size": 60001}, "batch_size"),
+        ({"noise_multiplier": -1.0}, "noise_multiplier"),
+        ({"epochs": 1.5}, "epochs"),
+        ({"sampling": "uniform"}, "sampling"),
+        ({"microbatch_size": 3}, "microbatch_size"),
+    ],
+)
+def test_run_rejects_bad_fields_on_construction_and_replace(changes, parameter):
+    with pytest.raises(ValueError, match=rf"^{parameter} must .*got"):
+        DpSgdRun(**{**MNIST, **changes})
+    with pytest.raises(ValueError, match=rf"^{parameter} must .*got"):
+        dataclasses.replace(DpSgdRun(**MNIST), **changes)
+
+
+def test_a_run_is_validated_once(monkeypatch):
+    """compute_epsilon used to check σ three times and the batch four times per call."""
+    calls = []
+    real = accounting.require_noise_multiplier
+    real_batch = accounting._require_batch_size
+
+    def counting(value):
+        calls.append("noise_multiplier")
+        return real(value)
+
+    def counting_batch(value, n_examples):
+        calls.append("batch_size")
+        return real_batch(value, n_examples)
+
+    monkeypatch.setattr(accounting, "require_noise_multiplier", counting)
+    monkeypatch.setattr(accounting, "_require_batch_size", counting_batch)
+    compute_epsilon(**MNIST, delta=MNIST_DELTA)
+    assert calls == ["batch_size", "noise_multiplier"]
+    calls.clear()
+    privacy_report(**MNIST, delta=MNIST_DELTA, accountant="pld")
+    assert calls == ["batch_size", "noise_multiplier"]
+    calls.clear()
+    run = DpSgdRun(**MNIST)
+    run.epsilon(MNIST_DELTA)
+    run.dp_event()
+    run.old_rdp_epsilon(MNIST_DELTA)
+    assert calls == ["batch_size", "noise_multiplier"]
+
+
+def test_swapped_statement_arguments_fail_loudly():
+    """compute_epsilon takes σ before the epochs, TF Privacy's statement the epochs first:
+    the helper takes them by keyword, so the old positional call cannot swap them."""
+    with pytest.raises(TypeError, match="positional"):
+        tf_privacy_statement_epsilons(60000, 256, 1.1, 60, MNIST_DELTA)
+    with pytest.raises(TypeError):
+        tf_privacy_statement_epsilons(60000, 256, 60, noise_multiplier=1.1, delta=MNIST_DELTA)
+
+
+@pytest.mark.parametrize(
+    ("function", "positional", "keywords"),
+    [
+        (
+            compute_epsilon,
+            ["n_examples", "batch_size", "noise_multiplier", "epochs", "delta"],
+            {"accountant": "rdp", "sampling": "poisson", "microbatch_size": 1},
+        ),
+        (
+            epsilon_over_training,
+            ["n_examples", "batch_size", "noise_multiplier", "epochs", "delta"],
+            {"accountant": "rdp", "sampling": "poisson", "microbatch_size": 1},
+        ),
+        (
+            old_rdp_epsilon,
+            ["n_examples", "batch_size", "noise_multiplier", "epochs", "delta"],
+            {"sampling": "poisson", "microbatch_size": 1},
+        ),
+        (
+            accounting.dp_sgd_event,
+            ["n_examples", "batch_size", "noise_multiplier", "epochs"],
+            {"sampling": "poisson", "microbatch_size": 1},
+        ),
+        (
+            privacy_report,
+            ["n_examples", "batch_size", "noise_multiplier", "epochs", "delta"],
+            {
+                "accountant": "rdp",
+                "sampling": "poisson",
+                "microbatch_size": 1,
+                "l2_norm_clip": None,
+                "privacy_unit": "transaction",
+            },
+        ),
+    ],
+)
+def test_public_functions_keep_their_names_order_and_keywords(function, positional, keywords):
+    parameters = inspect.signature(function).parameters.values()
+    kinds = inspect.Parameter
+    assert [p.name for p in parameters if p.kind == kinds.POSITIONAL_OR_KEYWORD] == positional
+    assert {p.name: p.default for p in parameters if p.kind == kinds.KEYWORD_ONLY} == keywords
+    assert function.__name__ in repr(function) and "DpSgdRun" in function.__doc__
+    args = (60000, 256, 1.1, 3, 1e-5)[: len(positional)]
+    with pytest.raises(TypeError):
+        function(*args, "extra positional")
+    with pytest.raises(TypeError, match="unexpected keyword"):
+        function(*args, microbatches=4)

@@ -60,7 +60,9 @@ def test_epsilon_matches_tf_privacy_statement(capsys):
     0.16 % extra steps move ε by about 0.1 %, so the figures agree to 2e-3."""
     ours = run_json(capsys, "epsilon", *MNIST)["epsilon"]
     shuffled = run_json(capsys, "epsilon", *MNIST, "--sampling", "shuffle")["epsilon"]
-    statement = accounting.tf_privacy_statement_epsilons(60000, 256, 60, 1.1, 1e-5)
+    statement = accounting.tf_privacy_statement_epsilons(
+        60000, 256, epochs=60, noise_multiplier=1.1, delta=1e-5
+    )
     assert ours == pytest.approx(statement["poisson"], rel=2e-3)
     assert shuffled == pytest.approx(statement["once_per_epoch"], rel=1e-3)
 
@@ -82,6 +84,22 @@ def test_noise_round_trip(capsys):
     assert accounting.compute_epsilon(90000, 1024, sigma, 10, 1e-5) <= 1.0
     assert accounting.compute_epsilon(90000, 1024, sigma * 0.998, 10, 1e-5) > 1.0
     assert result["epsilon"] <= 1.0
+
+
+def test_noise_takes_the_sampling_and_the_microbatch_size(capsys):
+    args = ("--examples", "90000", "--batch-size", "1024", "--epochs", "10", "--delta", "1e-5")
+    result = run_json(
+        capsys, "noise", "--target-epsilon", "20", *args, "--sampling", "shuffle",
+        "--microbatch-size", "4",
+    )  # fmt: skip
+    expected = accounting.noise_multiplier_for_epsilon(
+        20.0, 90000, 1024, 10, 1e-5, sampling="shuffle", microbatch_size=4
+    )
+    assert result["noise_multiplier"] == expected
+    assert (result["sampling"], result["microbatch_size"], result["steps"]) == ("shuffle", 4, 870)
+    assert result["epsilon"] == accounting.compute_epsilon(
+        90000, 1024, expected, 10, 1e-5, sampling="shuffle", microbatch_size=4
+    )
 
 
 def test_zero_noise_gives_null_epsilon(capsys):
@@ -175,7 +193,22 @@ def test_data_if_missing_keeps_an_existing_file(tmp_path, capsys):
             ),
             "delta",
         ),
-        (("train", "--batch-size", "100", "--microbatches", "32"), "microbatches"),
+        (("train", "--batch-size", "100", "--microbatch-size", "32"), "microbatch_size"),
+        (
+            (
+                "noise",
+                "--target-epsilon",
+                "1",
+                *MNIST[:4],
+                "--epochs",
+                "1",
+                "--delta",
+                "1e-5",
+                "--sampling",
+                "bootstrap",
+            ),
+            "--sampling",
+        ),
         (("train", "--no-dp", "--target-epsilon", "1"), "not allowed with"),
         (("train", "--epochs", "0"), "--epochs"),
         (("data", "--rows", "10", "--out", "/tmp/never.csv"), "n_rows"),
@@ -196,11 +229,11 @@ def test_bad_data_file_is_named(tmp_path, capsys):
 
 
 def test_process_level_error_has_no_traceback():
-    proc = run("train", "--batch-size", "100", "--microbatches", "32", "--json")
+    proc = run("train", "--batch-size", "100", "--microbatch-size", "32", "--json")
     assert proc.returncode == 2
     assert proc.stdout == ""
     assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
-    assert "microbatches" in proc.stderr
+    assert "microbatch_size" in proc.stderr
 
 
 def test_help_has_examples():
@@ -283,18 +316,25 @@ def test_audit_finds_memorisation_without_dp_and_respects_epsilon_with_dp(capsys
     assert private["attack_advantage"] < plain["attack_advantage"]
 
 
-@pytest.mark.parametrize("command", ["train", "audit"])
-def test_training_choices_match_the_library(command):
-    # The CLI spells its choices out (it imports TensorFlow only when a command runs), so
-    # check that they never drift from what TrainConfig accepts.
-    from dpcourse import models, training
+@pytest.mark.parametrize("command", ["epsilon", "noise", "train", "audit"])
+def test_choices_come_from_the_one_list(command):
+    from dpcourse import choices
     from dpcourse.cli import build_parser
 
     subparsers = next(
         a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)
     )
     options = {a.dest: a.choices for a in subparsers.choices[command]._actions if a.choices}
-    assert set(options["path"]) == set(training.PATHS)
-    assert set(options["sampling"]) == set(training.SAMPLINGS)
-    assert set(options["accountant"]) == set(training.ACCOUNTANTS)
-    assert set(options["model"]) == set(models.MODEL_KINDS)
+    expected = {"sampling": choices.SAMPLINGS, "accountant": choices.ACCOUNTANTS}
+    if command in ("train", "audit"):
+        expected |= {"path": choices.PATHS, "model": choices.MODELS}
+    assert options == expected
+
+
+def test_building_the_parser_imports_neither_tensorflow_nor_dp_accounting():
+    code = (
+        "import sys; from dpcourse.cli import build_parser; build_parser(); "
+        "print(sorted(m for m in ('tensorflow', 'dp_accounting') if m in sys.modules))"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0 and proc.stdout.strip() == "[]", proc.stderr

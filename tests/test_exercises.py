@@ -588,7 +588,7 @@ def test_outside_a_notebook_plain_text_is_printed():
 def test_load_accepts_lesson_numbers_in_several_forms():
     ex = load("00")
     assert [e.name for e in load(0)] == [e.name for e in load("0")] == [e.name for e in ex]
-    assert ex.lesson == "00" and ex.title and len(ex) == len(list(ex))
+    assert ex.lesson == "00" and ex.title == "Welcome to dpcourse" and len(ex) == len(list(ex))
     assert ex["quiz"] is ex.quiz
     assert {"fraud_rate", "epsilon_bound", "quiz"} <= set(dir(ex))
     assert "ex.fraud_rate: How rare is fraud?" in repr(ex)
@@ -611,35 +611,35 @@ def test_load_errors_are_clear():
         from_tag("exercise:00.clip")
 
 
-def fake_lesson(monkeypatch, exercises, title="Fake") -> None:
+def fake_lesson(monkeypatch, exercises) -> None:
     """Make ``load("98")`` find a lesson module holding ``exercises``."""
     module = types.ModuleType("dpcourse.exercises.lesson98")
     module.__file__ = "lesson98.py"
-    module.TITLE, module.EXERCISES = title, exercises
+    module.EXERCISES = exercises
     monkeypatch.setitem(sys.modules, module.__name__, module)
     monkeypatch.setattr(registry, "lessons", lambda: ["00", "98"])
 
 
 @pytest.mark.parametrize(
-    ("exercises", "title", "words"),
+    ("exercises", "words"),
     [
-        ("twice", "Fake", "Exercise name 'noise_std' in lesson98.py is used twice or is reserved"),
-        ("title", "Fake", "Exercise name 'title' in lesson98.py is used twice or is reserved"),
-        ("other", "Fake", "is listed in lesson98.py but says lesson '99'"),
-        ("plain", "Fake", "EXERCISES in lesson98.py must hold Exercise objects"),
-        ("good", None, "lesson98.py must define TITLE"),
+        ("twice", "Exercise name 'noise_std' in lesson98.py is used twice or is reserved"),
+        ("title", "Exercise name 'title' in lesson98.py is used twice or is reserved"),
+        ("other", "is listed in lesson98.py but says lesson '99'"),
+        ("plain", "EXERCISES in lesson98.py must hold Exercise objects"),
+        ("empty", "lesson98.py must define EXERCISES, a non-empty list"),
     ],
 )
-def test_lesson_module_is_validated(monkeypatch, exercises, title, words):
+def test_lesson_module_is_validated(monkeypatch, exercises, words):
     good = noise_std_exercise(lesson="98")
     listed = {
         "twice": [good, noise_std_exercise(lesson="98")],
         "title": [noise_std_exercise(lesson="98", name="title")],
         "other": [noise_std_exercise()],
         "plain": [good, "not an exercise"],
-        "good": [good],
+        "empty": [],
     }[exercises]
-    fake_lesson(monkeypatch, listed, title)
+    fake_lesson(monkeypatch, listed)
     with pytest.raises(ValueError, match=re.escape(words)):
         load(98)
 
@@ -648,6 +648,26 @@ def test_all_exercises_covers_every_lesson_module(monkeypatch):
     fake_lesson(monkeypatch, [noise_std_exercise(lesson="98")])
     keys = [e.key for e in all_exercises()]
     assert keys[-1] == "98.noise_std" and "00.quiz" in keys
+    assert load("98").title == "lesson 98"  # no notebook 98: the number stands in
+
+
+def test_load_stamps_the_lesson_on_exercises_that_do_not_name_it(monkeypatch):
+    unbound = noise_std_exercise(lesson=None)
+    assert unbound.lesson is None and unbound.key == "??.noise_std"
+    fake_lesson(monkeypatch, [unbound])
+    assert load("98").noise_std is unbound
+    assert unbound.lesson == "98" and unbound.tag == "exercise:98.noise_std"
+    with pytest.raises(ValueError, match="belongs to lesson '98', not to '97'"):
+        unbound.bind("97")
+
+
+def test_lesson_titles_are_the_notebooks_headings():
+    from dpcourse import course
+
+    headings = {lesson.number: lesson.title for lesson in course.lessons()}
+    for number in lessons():
+        assert f"{number} · {load(number).title}" == headings[number]
+        assert all(e.lesson == number for e in load(number))  # stamped, never repeated
 
 
 # --------------------------------------------------------------------------- progress
@@ -723,15 +743,3 @@ def test_check_returns_a_verdict_that_is_silent_in_a_notebook():
     assert bool(Verdict(True)) is True and bool(Verdict(False)) is False
     assert Verdict(True)._ipython_display_() is None
     assert repr(Verdict(False)) == "Verdict(passed=False)"
-
-
-@pytest.mark.slow
-def test_lesson07_tuning_table_is_what_the_code_produces():
-    """Lesson 07 reads its tuning table from ``TUNING_RUNS`` instead of training 18 models
-    live; retraining them must give the stored rows (σ exactly, since it is accounting;
-    AUPRC and recall to 0.01, which a change of data or defaults would far exceed)."""
-    from dpcourse.exercises import lesson07
-
-    rows, stored = lesson07.run_tuning_grid(), lesson07.TUNING_RUNS
-    assert [row[:7] for row in rows] == [row[:7] for row in stored]  # run … steps, σ
-    np.testing.assert_allclose([row[7:] for row in rows], [row[7:] for row in stored], atol=0.01)

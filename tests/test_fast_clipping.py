@@ -129,7 +129,7 @@ def test_one_pass_step_does_the_matrix_products_of_a_non_private_step():
 
 
 def test_one_pass_defers_to_tf_privacy_where_it_does_not_apply():
-    microbatched = with_changes(_config("fast"), sampling="shuffle", microbatches=4)
+    microbatched = with_changes(_config("fast"), sampling="shuffle", microbatch_size=4)
     assert not training.compile_model(microbatched, N_FEATURES, 0.0, B).one_pass_applies()
 
     sequence_input = [

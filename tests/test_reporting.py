@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import re
@@ -78,7 +79,7 @@ def test_group_guarantee_is_k_epsilon_and_k_exp_delta(report):
     ],
 )
 def test_delta_is_judged_against_the_number_of_units(report, delta, n, words):
-    unit = accounting.PrivacyReport(**{**report.to_dict(), "delta": delta})
+    unit = dataclasses.replace(report, delta=delta)
     made = card(unit, group_unit="customer", group_size=1, n_groups=n)
     assert words in row(made, "δ vs customers")
 
@@ -101,7 +102,7 @@ def test_a_training_result_supplies_report_and_metrics(report):
 
 
 def test_to_dict_is_json_ready(report):
-    infinite = accounting.PrivacyReport(**{**report.to_dict(), "epsilon": math.inf})
+    infinite = dataclasses.replace(report, epsilon=math.inf)
     values = card(infinite, group_unit="customer", group_size=2).to_dict()
     assert values["epsilon"] is None and values["group"]["epsilon"] is None
     assert values["group"]["delta"] == 1.0

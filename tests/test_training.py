@@ -250,7 +250,7 @@ def _sgd_config(**changes) -> TrainConfig:
     [
         ({}, {"padded_batch_size": B - 1}, "padded_batch_size must be >= batch_size"),
         (
-            {"sampling": "shuffle", "microbatches": 4},
+            {"sampling": "shuffle", "microbatch_size": B // 4},
             {"padded_batch_size": P},
             "padded_batch_size must equal batch_size",
         ),
@@ -312,7 +312,7 @@ def test_microbatch_step_clips_each_microbatch_mean(path, reference):
     c = reference["clip"] / 2
     microbatch_means = grads.reshape(4, 2, -1).mean(axis=1)
     expected = _clip(microbatch_means, c).sum(axis=0) / 4
-    config = _sgd_config(path=path, l2_norm_clip=c, sampling="shuffle", microbatches=4)
+    config = _sgd_config(path=path, l2_norm_clip=c, sampling="shuffle", microbatch_size=2)
     update, _ = _one_step_update(config, 0.0, x, y, w, B, start=reference["start"])
     np.testing.assert_allclose(update, expected, rtol=2e-4, atol=1e-6)
 
@@ -431,7 +431,7 @@ def test_fast_path_falls_back_without_xla_and_with_a_warning_for_unregistered_la
         ({"learning_rate": -0.1}, "learning_rate must be a positive"),
         ({"delta": 0.0}, "delta must be in \\(0, 1\\)"),
         ({"delta": 1.5}, "delta must be in \\(0, 1\\)"),
-        ({"microbatches": 0, "sampling": "shuffle"}, "microbatches must be a positive"),
+        ({"microbatch_size": 0, "sampling": "shuffle"}, "microbatch_size must be a positive"),
         ({"sampling": "uniform"}, "sampling must be one of"),
         ({"path": "ghost"}, "path must be one of"),
         ({"accountant": "moments"}, "accountant must be one of"),
@@ -446,17 +446,17 @@ def test_every_bad_field_raises_a_message_naming_it(changes, match):
         TrainConfig(**changes)
 
 
-def test_microbatches_must_divide_the_batch_and_the_message_explains_why():
-    with pytest.raises(ValueError, match="must divide batch_size") as err:
-        TrainConfig(batch_size=256, microbatches=48, sampling="shuffle")
-    assert "requested shape requires a multiple of 256" in str(err.value)
+def test_microbatch_size_must_divide_the_batch_and_the_message_explains_why():
+    with pytest.raises(ValueError, match="divides batch_size=256") as err:
+        TrainConfig(batch_size=256, microbatch_size=48, sampling="shuffle")
+    assert "Input to reshape" in str(err.value)
 
 
 def test_microbatches_with_poisson_sampling_point_to_shuffle():
     with pytest.raises(ValueError, match="sampling='shuffle'"):
-        TrainConfig(batch_size=256, microbatches=32)
+        TrainConfig(batch_size=256, microbatch_size=8)
     # One example per microbatch is the default behaviour and stays allowed.
-    assert TrainConfig(batch_size=256, microbatches=256).num_microbatches is None
+    assert TrainConfig(batch_size=256, microbatch_size=1).num_microbatches is None
 
 
 def test_privacy_defaults_and_microbatch_properties():
@@ -464,9 +464,34 @@ def test_privacy_defaults_and_microbatch_properties():
     assert TrainConfig(noise_multiplier=1.1).target_epsilon is None
     assert TrainConfig(noise_multiplier=0.0).noise_multiplier == 0.0  # clipping only
     assert TrainConfig(private=False).target_epsilon is None
-    config = TrainConfig(batch_size=256, microbatches=32, sampling="shuffle")
-    assert (config.microbatch_size, config.num_microbatches) == (8, 32)
+    config = TrainConfig(batch_size=256, microbatch_size=8, sampling="shuffle")
+    assert config.num_microbatches == 32  # TF Privacy's num_microbatches = B / k
     assert TrainConfig(hidden=[8, 4]).hidden == (8, 4)
+
+
+def test_models_accept_numpy_integers_like_train_config():
+    sizes = build_model("mlp", np.int64(5), hidden=(np.int32(4), np.int64(3)), seed=np.int64(2))
+    plain = build_model("mlp", 5, hidden=(4, 3), seed=2)
+    assert [w.shape for w in sizes.get_weights()] == [w.shape for w in plain.get_weights()]
+    for a, b in zip(sizes.get_weights(), plain.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)  # the same seeded initial weights
+    with pytest.raises(ValueError, match=r"^kind must be one of 'logistic', 'mlp'"):
+        build_model("cnn")
+    with pytest.raises(ValueError, match=r"^n_features must be a positive integer"):
+        build_model("mlp", 5.0)
+
+
+def test_config_builds_its_run_from_the_training_split():
+    config = TrainConfig(noise_multiplier=1.1, batch_size=256, epochs=3, sampling="shuffle")
+    assert config.run(60000) == accounting.DpSgdRun(
+        n_examples=60000, batch_size=256, noise_multiplier=1.1, epochs=3, sampling="shuffle"
+    )
+    calibrated = TrainConfig(target_epsilon=2.0, batch_size=256, epochs=3).run(60000)
+    expected = accounting.noise_multiplier_for_epsilon(2.0, 60000, 256, 3, 1e-5)
+    assert calibrated.noise_multiplier == expected
+    assert TrainConfig(private=False).run(60000) is None
+    with pytest.raises(ValueError, match=r"^batch_size must be an integer between 1 and"):
+        config.run(100)
 
 
 def test_with_changes_switches_between_privacy_settings():
@@ -556,6 +581,8 @@ def test_private_training_end_to_end_with_a_target_epsilon(small_split, capfd):
     n = small_split.n_train
     assert result.n_train == n
     assert result.steps == SMALL["epochs"] * (n // SMALL["batch_size"])
+    assert result.run == config.run(n)  # the run trained is the one the config describes
+    assert result.privacy.run is result.run and result.run.steps == result.steps
     assert result.padded_batch_size == training.padded_batch_size(n, SMALL["batch_size"])
     epsilon = accounting.compute_epsilon(
         n, SMALL["batch_size"], result.noise_multiplier, SMALL["epochs"], 1e-5
@@ -638,5 +665,17 @@ def test_dp_optimizer_paths_refuse_batches_whose_jacobian_cannot_fit(path):
     with pytest.raises(ValueError, match="path='fast'"):
         TrainConfig(path=path, batch_size=8192)
     TrainConfig(path=path, batch_size=2048)  # 2048 × 2048 still fits (about 3 GiB)
-    TrainConfig(path=path, batch_size=8192, microbatches=512, sampling="shuffle")
+    TrainConfig(path=path, batch_size=8192, microbatch_size=16, sampling="shuffle")
     TrainConfig(path="fast", batch_size=8192)
+
+
+@pytest.mark.slow
+def test_the_tuning_table_is_what_the_code_produces():
+    """Lesson 07 reads its tuning table from ``TUNING_RUNS`` instead of training 18 models
+    live; retraining them must give the stored rows (σ exactly, since it is accounting;
+    AUPRC and recall to 0.01, which a change of data or defaults would far exceed)."""
+    from dpcourse import tuning
+
+    rows, stored = tuning.run_tuning_grid(), tuning.TUNING_RUNS
+    assert [row[:7] for row in rows] == [row[:7] for row in stored]  # run … steps, σ
+    np.testing.assert_allclose([row[7:] for row in rows], [row[7:] for row in stored], atol=0.01)

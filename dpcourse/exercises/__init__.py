@@ -21,15 +21,16 @@ attempted yet", a wrong answer gets "Incorrect:" and what exactly is wrong, a ri
 For lesson authors
 ==================
 1. **One module per lesson**, ``dpcourse/exercises/lessonNN.py`` (``NN`` = the notebook
-   number), defining ``TITLE`` (the lesson's title) and ``EXERCISES`` (the list of its
-   exercises, each with ``lesson="NN"`` and a distinct ``name``). Listing an exercise in
-   ``EXERCISES`` registers it: ``load("NN")`` finds it and the tests cover it with no
-   further work. ``lesson00.py`` is a complete example. Keep importing the module fast
+   number), defining ``EXERCISES``, the list of its exercises, each with a distinct
+   ``name``. Listing an exercise there registers it: ``load("NN")`` stamps it with the
+   lesson number (no exercise repeats it) and finds it, and the tests cover it with no
+   further work. The lesson's title is its notebook's heading. ``lesson00.py`` is a
+   complete example. Keep importing the module fast
    (no data loading or TensorFlow at import): expected values, cases and wrong answers
    may be given as zero-argument functions, which run only when needed.
 
-2. **Kinds of exercise** (all keyword-only; common arguments ``lesson, name, title,
-   prompt, hints, solution_code, answer_names, wrong_answers, explanation``):
+2. **Kinds of exercise** (all keyword-only; common arguments ``name, title, prompt,
+   hints, solution_code, answer_names, wrong_answers, explanation``):
 
    - :class:`NumericExercise` ``(expected=lambda: ..., rtol, atol, mistakes=[...])``: a
      number or array, compared with ``numpy.allclose``. ``mistakes`` turn known wrong
@@ -42,12 +43,13 @@ For lesson authors
      with the reference. A function whose body is still ``...`` counts as not attempted,
      and exceptions it raises are reported with the input that caused them.
    - :class:`PredicateExercise` ``(predicate=lambda *answers: (ok, message))``: anything
-     judged by a property rather than a value.
-   - :class:`ChoiceExercise` ``(lesson, name, title, hints, answer_name,
+     judged by a property rather than a value (``is_placeholder(answer)`` recognises an
+     unanswered ``...``).
+   - :class:`ChoiceExercise` ``(name, title, hints, answer_name,
      question=MultipleChoice(prompt, options, correct, explanations))``: one
      multiple-choice question. ``explanations`` must say why each option is right or
      wrong; the learner sees the explanation of every wrong choice.
-   - :class:`Quiz` ``(lesson, title, questions=[MultipleChoice(...), ...])``: the
+   - :class:`Quiz` ``(title, questions=[MultipleChoice(...), ...])``: the
      end-of-lesson quiz, named ``quiz`` (``ex.quiz``), answered in the notebook variable
      ``quiz_answers`` as ``{1: "b", 2: "a", 3: ["a", "c"]}``.
 
@@ -102,10 +104,24 @@ For lesson authors
    both editions through ``ex.clip.hint()`` and ``ex.clip.solution()``.
 """
 
-from .checks import FunctionExercise, Mistake, NumericExercise, PredicateExercise, off_by_factor
+from .checks import (
+    FunctionExercise,
+    Mistake,
+    NumericExercise,
+    PredicateExercise,
+    off_by_factor,
+    output_mistake,
+)
 from .choice import ChoiceExercise, MultipleChoice, Quiz
-from .core import Exercise, Result
-from .registry import LessonExercises, all_exercises, from_tag, lessons, load, progress
+from .core import Exercise, Result, is_placeholder
+from .registry import (
+    LessonExercises,
+    all_exercises,
+    from_tag,
+    lessons,
+    load,
+    progress,
+)
 from .tracking import ProgressWarning, progress_file, reset_progress
 
 __all__ = [
@@ -122,9 +138,11 @@ __all__ = [
     "Result",
     "all_exercises",
     "from_tag",
+    "is_placeholder",
     "lessons",
     "load",
     "off_by_factor",
+    "output_mistake",
     "progress",
     "progress_file",
     "reset_progress",

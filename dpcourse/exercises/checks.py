@@ -57,6 +57,30 @@ def off_by_factor(factor: float, message: str, rtol: float = 1e-3) -> Mistake:
     )
 
 
+def output_mistake(
+    wrong: Callable[..., Any],
+    cases: Callable[[], Sequence[tuple[Any, ...]]],
+    message: str,
+) -> Mistake:
+    """The mistake "the answer is what the wrong implementation ``wrong`` returns on one of
+    the ``cases``", for function exercises.
+
+    A :class:`FunctionExercise` tries its mistakes on the first case the learner's function
+    gets wrong; comparing with ``wrong``'s output on every case recognises the wrong turn
+    whichever case that is.
+    """
+
+    def matches(answer: Any, expected: Any) -> bool:
+        got = np.asarray(answer, dtype=float)
+        for case in cases():
+            reference = np.asarray(wrong(*copy.deepcopy(case)), dtype=float)
+            if got.shape == reference.shape and np.allclose(got, reference, rtol=1e-5):
+                return True
+        return False
+
+    return Mistake(matches, message)
+
+
 def _is_numeric(value: Any) -> bool:
     return np.asarray(value).dtype.kind in "biuf"
 

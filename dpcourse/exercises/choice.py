@@ -124,13 +124,13 @@ class ChoiceExercise(Exercise):
     def __init__(
         self,
         *,
-        lesson: str | int,
         name: str,
         title: str,
         question: MultipleChoice,
         hints: Sequence[str],
         answer_name: str,
         wrong_answers: Sequence[Any] | None = None,
+        lesson: str | int | None = None,
     ) -> None:
         if not isinstance(question, MultipleChoice):
             raise ValueError(f"question must be a MultipleChoice, got {question!r}.")
@@ -174,7 +174,6 @@ class Quiz(Exercise):
     def __init__(
         self,
         *,
-        lesson: str | int,
         title: str,
         questions: Sequence[MultipleChoice],
         name: str = "quiz",
@@ -183,6 +182,7 @@ class Quiz(Exercise):
             "Each wrong choice is answered with the reason it is wrong; read it, then "
             "look back at the part of the lesson it refers to.",
         ),
+        lesson: str | int | None = None,
     ) -> None:
         if not questions or not all(isinstance(q, MultipleChoice) for q in questions):
             raise ValueError(

@@ -105,7 +105,8 @@ class Exercise(ABC):
 
     Parameters (keyword only)
     -------------------------
-    lesson: the lesson number, ``"02"`` (``2`` and ``"2"`` are accepted).
+    lesson: the lesson number, ``"02"`` (``2`` and ``"2"`` are accepted). Leave it out in a
+        lesson module: the registry stamps it (:meth:`bind`).
     name: the attribute name in the lesson namespace, ``ex.<name>``.
     title, prompt: shown by :meth:`show`; ``prompt`` says which variable(s) to fill in.
     hints: one or more hints, shown in order by :meth:`hint`.
@@ -124,7 +125,6 @@ class Exercise(ABC):
     def __init__(
         self,
         *,
-        lesson: str | int,
         name: str,
         title: str,
         prompt: str,
@@ -133,8 +133,9 @@ class Exercise(ABC):
         answer_names: str | Sequence[str],
         wrong_answers: Sequence[Any] | Callable[[], Sequence[Any]],
         explanation: str = "",
+        lesson: str | int | None = None,
     ) -> None:
-        self.lesson = lesson_id(lesson)
+        self.lesson = None if lesson is None else lesson_id(lesson)
         self.name = check_name(name)
         self.title = _non_empty_text(title, "title")
         self.prompt = _non_empty_text(prompt, "prompt")
@@ -165,10 +166,17 @@ class Exercise(ABC):
         self.explanation = explanation
 
     # ----------------------------------------------------------------- identity
+    def bind(self, lesson: str | int) -> None:
+        """Make this exercise one of ``lesson``'s; an exercise belongs to one lesson only."""
+        number = lesson_id(lesson)
+        if self.lesson not in (None, number):
+            raise ValueError(f"{self!r} belongs to lesson {self.lesson!r}, not to {number!r}.")
+        self.lesson = number
+
     @property
     def key(self) -> str:
-        """``"<lesson>.<name>"``, e.g. ``"02.clip"``."""
-        return f"{self.lesson}.{self.name}"
+        """``"<lesson>.<name>"``, e.g. ``"02.clip"`` (``"??.clip"`` before :meth:`bind`)."""
+        return f"{self.lesson or '??'}.{self.name}"
 
     @property
     def tag(self) -> str:
@@ -234,7 +242,7 @@ class Exercise(ABC):
         """Show feedback on ``answers``; on success record the pass. Truthy when correct."""
         result = self.evaluate(*answers)
         show(result.to_message())
-        if result.passed:
+        if result.passed and self.lesson is not None:
             record_pass(self.lesson, self.name)
         return Verdict(result.passed)
 

@@ -12,8 +12,6 @@ from dpcourse.exercises import (
     off_by_factor,
 )
 
-TITLE = "Welcome"
-
 
 def _fraud_rate() -> float:
     """Fraction of fraudulent transactions: (number of rows with is_fraud = 1) / (rows)."""
@@ -22,7 +20,6 @@ def _fraud_rate() -> float:
 
 
 fraud_rate = NumericExercise(
-    lesson="00",
     name="fraud_rate",
     title="How rare is fraud?",
     prompt=(
@@ -78,7 +75,6 @@ fraud_rate = NumericExercise(
 )
 
 epsilon_bound = ChoiceExercise(
-    lesson="00",
     name="epsilon_bound",
     title="What does ε bound?",
     question=MultipleChoice(
@@ -123,7 +119,6 @@ epsilon_bound = ChoiceExercise(
 )
 
 quiz = Quiz(
-    lesson="00",
     title="Lesson 00 quiz",
     questions=[
         MultipleChoice(

@@ -17,8 +17,6 @@ from dpcourse.exercises import (
     Quiz,
 )
 
-TITLE = "The fraud data and a non-private baseline"
-
 
 # --------------------------------------------------------------------------- no_skill_auprc
 def _test_fraud_rate() -> float:
@@ -28,7 +26,6 @@ def _test_fraud_rate() -> float:
 
 
 no_skill_auprc = NumericExercise(
-    lesson="01",
     name="no_skill_auprc",
     title="The AUPRC of a detector with no skill",
     prompt=(
@@ -174,7 +171,6 @@ def _judge_threshold(threshold: Any) -> tuple[bool, str]:
 
 
 threshold_at_budget = PredicateExercise(
-    lesson="01",
     name="threshold_at_budget",
     title="A threshold for a false-positive budget",
     prompt=(
@@ -221,7 +217,6 @@ threshold_at_budget = PredicateExercise(
 
 # --------------------------------------------------------------------------- report_metric
 report_metric = ChoiceExercise(
-    lesson="01",
     name="report_metric",
     title="Which figures decide between two fraud models?",
     question=MultipleChoice(
@@ -272,7 +267,6 @@ report_metric = ChoiceExercise(
 
 # --------------------------------------------------------------------------- quiz
 quiz = Quiz(
-    lesson="01",
     title="Lesson 01 quiz",
     questions=[
         MultipleChoice(

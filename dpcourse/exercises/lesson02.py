@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import copy
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Callable
 
 import numpy as np
 
 from dpcourse.dpsgd import clip_gradients
 from dpcourse.exercises import FunctionExercise, Mistake, MultipleChoice, NumericExercise, Quiz
-
-TITLE = "Gradient clipping"
+from dpcourse.exercises.checks import output_mistake
 
 
 # --------------------------------------------------------------------------- clip_fn
@@ -61,32 +58,7 @@ def _clipped_mean(grads: np.ndarray, clip: float) -> np.ndarray:
     return clip_gradients(grads, clip).mean(axis=0)
 
 
-def output_mistake(
-    wrong: Callable[..., Any],
-    cases: Callable[[], Sequence[tuple[Any, ...]]],
-    message: str,
-) -> Mistake:
-    """The mistake "the answer is what the wrong implementation ``wrong`` returns on one of
-    the ``cases``", for function exercises (lesson 03 uses it too).
-
-    A :class:`FunctionExercise` tries its mistakes on the first case the learner's function
-    gets wrong; comparing with ``wrong``'s output on every case recognises the wrong turn
-    whichever case that is.
-    """
-
-    def matches(answer: Any, expected: Any) -> bool:
-        got = np.asarray(answer, dtype=float)
-        for case in cases():
-            reference = np.asarray(wrong(*copy.deepcopy(case)), dtype=float)
-            if got.shape == reference.shape and np.allclose(got, reference, rtol=1e-5):
-                return True
-        return False
-
-    return Mistake(matches, message)
-
-
 clip_fn = FunctionExercise(
-    lesson="02",
     name="clip_fn",
     title="Clip every per-example gradient",
     prompt=(
@@ -184,7 +156,6 @@ def _same_mask(mask: np.ndarray) -> Callable[[object, object], bool]:
 
 
 clipped_mask = NumericExercise(
-    lesson="02",
     name="clipped_mask",
     title="Which gradients get clipped?",
     prompt=(
@@ -262,7 +233,6 @@ clipped_mask = NumericExercise(
 
 # --------------------------------------------------------------------------- quiz
 quiz = Quiz(
-    lesson="02",
     title="Lesson 02 quiz",
     questions=[
         MultipleChoice(

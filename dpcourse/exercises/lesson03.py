@@ -13,10 +13,7 @@ from dpcourse.exercises import (
     Quiz,
     off_by_factor,
 )
-from dpcourse.exercises.lesson02 import output_mistake
-
-TITLE = "Adding noise"
-
+from dpcourse.exercises.checks import output_mistake
 
 # --------------------------------------------------------------------------- noisy_mean
 #: The batch size, clipping norm and noise multiplier of the case whose clipped mean is
@@ -119,7 +116,6 @@ def _noise_mistake(low: float, high: float, message: str) -> Mistake:
 
 
 noisy_mean = FunctionExercise(
-    lesson="03",
     name="noisy_mean",
     title="The noisy mean of clipped gradients",
     prompt=(
@@ -218,7 +214,6 @@ STD_CLIP, STD_SIGMA, STD_BATCH = 1.5, 0.8, 400
 
 
 noise_std = NumericExercise(
-    lesson="03",
     name="noise_std",
     title="How much noise lands on the mean?",
     prompt=(
@@ -282,7 +277,6 @@ noise_std = NumericExercise(
 
 # --------------------------------------------------------------------------- quiz
 quiz = Quiz(
-    lesson="03",
     title="Lesson 03 quiz",
     questions=[
         MultipleChoice(

@@ -17,9 +17,6 @@ from dpcourse.exercises import (
     off_by_factor,
 )
 
-TITLE = "Microbatches"
-
-
 # --------------------------------------------------------------------------- noise_std
 #: A Keras ``fit`` on N examples in batches of B with a DP optimizer of M microbatches.
 FIT_N, FIT_B, FIT_M, FIT_CLIP, FIT_SIGMA = 10_000, 256, 32, 1.5, 1.1
@@ -31,7 +28,6 @@ FIT_SETUP = (
 )
 
 noise_std = NumericExercise(
-    lesson="04",
     name="noise_std",
     title="How much noise lands on the mean with microbatches?",
     prompt=(
@@ -95,7 +91,6 @@ noise_std = NumericExercise(
 
 # --------------------------------------------------------------------------- fit_runs
 fit_runs = ChoiceExercise(
-    lesson="04",
     name="fit_runs",
     title="Will the epoch run?",
     question=MultipleChoice(
@@ -169,7 +164,6 @@ def _epsilon_at(noise_multiplier: float) -> Callable[[np.ndarray, object], bool]
 
 
 eps_micro = NumericExercise(
-    lesson="04",
     name="eps_micro",
     title="What microbatches cost in ε",
     prompt=(
@@ -227,7 +221,6 @@ eps_micro = NumericExercise(
 
 # --------------------------------------------------------------------------- sigma_same_eps
 sigma_same_eps = NumericExercise(
-    lesson="04",
     name="sigma_same_eps",
     title="The noise multiplier that restores ε",
     prompt=(
@@ -270,7 +263,6 @@ sigma_same_eps = NumericExercise(
 
 # --------------------------------------------------------------------------- quiz
 quiz = Quiz(
-    lesson="04",
     title="Lesson 04 quiz",
     questions=[
         MultipleChoice(

@@ -17,8 +17,6 @@ from dpcourse.exercises import (
     Quiz,
 )
 
-TITLE = "Privacy accounting"
-
 #: The run of the first two exercises: N examples, batch size B, epochs, δ (Poisson sampling).
 RUN = {"n_examples": 90_000, "batch_size": 4096, "epochs": 8, "delta": 1e-6}
 #: The noise multiplier of exercise 1 and the target ε of exercise 2.
@@ -56,7 +54,6 @@ def _variant(change: str) -> float:
 
 
 compute_run_epsilon = NumericExercise(
-    lesson="05",
     name="compute_run_epsilon",
     title="ε of a training run",
     prompt=(
@@ -153,7 +150,6 @@ def _judge_sigma(sigma: object) -> tuple[bool, str]:
 
 
 calibrate_sigma = PredicateExercise(
-    lesson="05",
     name="calibrate_sigma",
     title="The noise for a target ε",
     prompt=(
@@ -198,7 +194,6 @@ calibrate_sigma = PredicateExercise(
 
 # --------------------------------------------------------------------------- the knob
 halve_epsilon = ChoiceExercise(
-    lesson="05",
     name="halve_epsilon",
     title="Which knob halves ε?",
     question=MultipleChoice(
@@ -243,7 +238,6 @@ halve_epsilon = ChoiceExercise(
 
 # --------------------------------------------------------------------------- quiz
 quiz = Quiz(
-    lesson="05",
     title="Lesson 05 quiz",
     questions=[
         MultipleChoice(

@@ -16,8 +16,6 @@ from dpcourse.exercises import (
     Quiz,
 )
 
-TITLE = "DP training with TF Privacy"
-
 #: The lesson's raw TF Privacy run: Keras ``fit`` on shuffled fixed-size batches.
 RAW_RUN = {
     "n_examples": 90_000,
@@ -90,7 +88,6 @@ def _wrong_losses() -> list[Any]:
 
 
 fix_loss = PredicateExercise(
-    lesson="06",
     name="fix_loss",
     title="Fix the loss of a DP training cell",
     prompt=(
@@ -129,7 +126,6 @@ def _statement_epsilons() -> dict[str, float]:
 
 
 honest_epsilon = NumericExercise(
-    lesson="06",
     name="honest_epsilon",
     title="Which ε may the raw run claim?",
     prompt=(
@@ -185,7 +181,6 @@ honest_epsilon = NumericExercise(
 
 # --------------------------------------------------------------------------- privacy_unit
 privacy_unit = ChoiceExercise(
-    lesson="06",
     name="privacy_unit",
     title="What does the statement protect?",
     question=MultipleChoice(
@@ -231,7 +226,6 @@ privacy_unit = ChoiceExercise(
 
 # --------------------------------------------------------------------------- quiz
 quiz = Quiz(
-    lesson="06",
     title="Lesson 06 quiz",
     questions=[
         MultipleChoice(

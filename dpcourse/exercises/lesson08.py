@@ -16,9 +16,6 @@ from dpcourse.exercises import (
     off_by_factor,
 )
 
-TITLE = "Auditing with membership inference"
-
-
 # --------------------------------------------------------------------------- advantage
 #: A ROC curve of a membership-inference attack, as scikit-learn returns it (by threshold).
 ROC_FPR = (0.0, 0.0, 0.05, 0.1, 0.2, 0.4, 0.7, 1.0)
@@ -37,7 +34,6 @@ def _auc() -> float:
 
 
 advantage = NumericExercise(
-    lesson="08",
     name="advantage",
     title="Attacker advantage from a ROC curve",
     prompt=(
@@ -117,7 +113,6 @@ def _near(value: float) -> Callable[[Any, Any], bool]:
 
 
 lower_bound = NumericExercise(
-    lesson="08",
     name="lower_bound",
     title="An ε lower bound from confidence intervals",
     prompt=(
@@ -190,7 +185,6 @@ lower_bound = NumericExercise(
 
 # --------------------------------------------------------------------------- interpret
 interpret = ChoiceExercise(
-    lesson="08",
     name="interpret",
     title="Reading an audit",
     question=MultipleChoice(
@@ -242,7 +236,6 @@ interpret = ChoiceExercise(
 
 # --------------------------------------------------------------------------- quiz
 quiz = Quiz(
-    lesson="08",
     title="Lesson 08 quiz",
     questions=[
         MultipleChoice(

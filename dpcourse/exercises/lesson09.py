@@ -15,15 +15,12 @@ from dpcourse.exercises import (
     NumericExercise,
     PredicateExercise,
     Quiz,
+    bind_exercises,
+    is_placeholder,
 )
-from dpcourse.exercises.core import is_placeholder
-
-TITLE = "Privacy unit and reporting"
-
 
 # --------------------------------------------------------------------------- vacuous_bound
 vacuous_bound = ChoiceExercise(
-    lesson="09",
     name="vacuous_bound",
     title="A vacuous bound is not vacuous privacy",
     question=MultipleChoice(
@@ -94,7 +91,6 @@ def _near(value: Callable[[], float]) -> Callable[[Any, Any], bool]:
 
 
 unit_epsilon = NumericExercise(
-    lesson="09",
     name="unit_epsilon",
     title="The customer-level ε of a transaction-level run",
     prompt=(
@@ -150,7 +146,6 @@ N_CUSTOMERS, UNITS_PER_BATCH, CUSTOMER_EPOCHS = 11_729, 1024, 16
 
 
 customer_run = NumericExercise(
-    lesson="09",
     name="customer_run",
     title="The sampling rate and steps of customer-level DP-SGD",
     prompt=(
@@ -285,7 +280,6 @@ class ReportExercise(PredicateExercise):
 
 
 report = ReportExercise(
-    lesson="09",
     name="report",
     title="Write the privacy report of a run",
     prompt=(
@@ -359,7 +353,6 @@ report = ReportExercise(
 
 # --------------------------------------------------------------------------- quiz
 quiz = Quiz(
-    lesson="09",
     title="Lesson 09 quiz",
     questions=[
         MultipleChoice(
@@ -541,4 +534,4 @@ quiz = Quiz(
     ],
 )
 
-EXERCISES = [vacuous_bound, unit_epsilon, customer_run, report, quiz]
+EXERCISES = bind_exercises(__name__, [vacuous_bound, unit_epsilon, customer_run, report, quiz])

@@ -1,13 +1,17 @@
 """Finding the exercises: one module ``lessonNN.py`` per lesson, loaded by number.
 
-A lesson module registers its exercises by listing them in ``EXERCISES`` and names the
-lesson in ``TITLE``. :func:`load` imports the module and returns a
-:class:`LessonExercises` namespace (``ex.clip``); :func:`all_exercises` walks every
-lesson module in the package, which is how the tests cover future lessons automatically.
+A lesson module registers its exercises by listing them in ``EXERCISES``; :func:`load`
+stamps each with the lesson number of the module (as learntools' ``bind_exercises`` binds
+a lesson's exercises to it), so no exercise repeats it. The lesson's title is the heading
+of its notebook, from the course's lesson list (``dpcourse.course.lessons``).
+:func:`load` imports the module and returns a :class:`LessonExercises` namespace
+(``ex.clip``); :func:`all_exercises` walks every lesson module in the package, which is
+how the tests cover future lessons automatically.
 """
 
 from __future__ import annotations
 
+import functools
 import importlib
 import pkgutil
 import re
@@ -69,6 +73,17 @@ class LessonExercises:
         return f"Lesson {self.lesson} ({self.title}), {len(self)} exercises:\n{listing}"
 
 
+@functools.cache
+def _notebook_titles() -> dict[str, str]:
+    """Lesson number → title, from each notebook's heading ``# NN · Title``."""
+    from dpcourse.course import lessons as course_lessons  # reads notebooks/NN_*.ipynb
+
+    return {
+        lesson.number: re.sub(rf"^{lesson.number}\s*·\s*", "", lesson.title)
+        for lesson in course_lessons()
+    }
+
+
 def lessons() -> list[str]:
     """The lesson numbers that have an exercise module, in order (e.g. ``["00", "02"]``)."""
     package = importlib.import_module(PACKAGE)
@@ -79,8 +94,10 @@ def lessons() -> list[str]:
 def load(lesson: str | int) -> LessonExercises:
     """The exercises of ``lesson`` (``"02"``, ``"2"`` or ``2``) as a namespace.
 
-    Checks that the module's ``EXERCISES`` all belong to the lesson and have distinct
-    names that do not hide the namespace's own attributes.
+    Stamps the lesson number on the module's ``EXERCISES`` (an exercise given another
+    lesson is an error) and checks that their names are distinct and do not hide the
+    namespace's own attributes. The title is the notebook's (``"lesson NN"`` where the
+    notebooks are not installed).
     """
     number = lesson_id(lesson)
     available = lessons()
@@ -90,26 +107,26 @@ def load(lesson: str | int) -> LessonExercises:
         )
     module = importlib.import_module(f"{PACKAGE}.lesson{number}")
     exercises = tuple(getattr(module, "EXERCISES", ()))
-    title = getattr(module, "TITLE", None)
     where = Path(module.__file__ or module.__name__).name
-    if not isinstance(title, str) or not exercises:
-        raise ValueError(f"{where} must define TITLE (a string) and EXERCISES (a non-empty list).")
+    if not exercises:
+        raise ValueError(f"{where} must define EXERCISES, a non-empty list of its exercises.")
     reserved = set(dir(LessonExercises))
     names: set[str] = set()
     for exercise in exercises:
         if not isinstance(exercise, Exercise):
             raise ValueError(f"EXERCISES in {where} must hold Exercise objects, got {exercise!r}.")
-        if exercise.lesson != number:
+        if exercise.lesson not in (None, number):
             raise ValueError(
                 f"{exercise!r} is listed in {where} but says lesson {exercise.lesson!r}."
             )
+        exercise.bind(number)
         if exercise.name in names or exercise.name in reserved:
             raise ValueError(
                 f"Exercise name {exercise.name!r} in {where} is used twice or is reserved "
                 f"({', '.join(sorted(n for n in reserved if not n.startswith('_')))})."
             )
         names.add(exercise.name)
-    return LessonExercises(number, title, exercises)
+    return LessonExercises(number, _notebook_titles().get(number, f"lesson {number}"), exercises)
 
 
 def all_exercises() -> Iterator[Exercise]:

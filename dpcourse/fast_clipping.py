@@ -151,9 +151,13 @@ class UnitDPSequential(OnePassDPSequential):
 
         ‖A_uᵀG_u‖²_F = Σ_{i,j∈u} (aᵢ·aⱼ)(gᵢ·gⱼ)        ‖Σ_{i∈u} gᵢ‖² = Σ_{i,j∈u} gᵢ·gⱼ  (bias)
 
-    so the norms need only the within-unit Gram matrices of A and G (k×k per unit). Rows are
-    scattered into a (units, k, ·) layout for them; the clipped sum is then the same one
-    product as for examples, Aᵀ·diag(c_{u(i)})·G, from the same single backward pass.
+    Rows are scattered into a (units, k, ·) layout. A layer takes the cheaper of the two
+    exact routes: the within-unit Gram matrices of A and G (k×k per unit, k²(d_in + d_out)
+    products), or the kernel gradient A_uᵀG_u itself (k·d_in·d_out products). For the
+    course MLP at k = 20 (layers 16→32→16→1) that is the kernel gradient everywhere: the
+    train step measured 1.7× the transaction-level step at the same rows, against 2.1× with
+    Gram matrices (2 CPUs under load). The clipped sum is then the same one product as
+    for examples, Aᵀ·diag(c_{u(i)})·G, from the same single backward pass.
 
     **Input.** ``x`` is a pair ``(features, slots)``: ``slots[i] = k·(position of row i's
     unit in the batch) + (row i's index within its unit)``, and −1 for a padding row (its
@@ -212,9 +216,14 @@ class UnitDPSequential(OnePassDPSequential):
         total = tf.zeros([units], dtype=output_grads[0].dtype)
         for (layer, inputs, *_), g in zip(records, output_grads, strict=True):
             a_u, g_u = by_unit(inputs), by_unit(g)
-            gram_g = tf.matmul(g_u, g_u, transpose_b=True)  # (units, k, k): gᵢ·gⱼ
-            gram_a = tf.matmul(a_u, a_u, transpose_b=True)  # aᵢ·aⱼ
-            total += tf.reduce_sum(gram_a * gram_g, axis=[1, 2])
+            d_in, d_out = inputs.shape[-1], g.shape[-1]
+            if k * (d_in + d_out) < d_in * d_out:  # Gram products: k²(d_in + d_out) per unit
+                gram_g = tf.matmul(g_u, g_u, transpose_b=True)  # (units, k, k): gᵢ·gⱼ
+                gram_a = tf.matmul(a_u, a_u, transpose_b=True)  # aᵢ·aⱼ
+                total += tf.reduce_sum(gram_a * gram_g, axis=[1, 2])
+            else:  # the kernel gradient itself: k·d_in·d_out per unit
+                kernel = tf.einsum("ukd,uke->ude", a_u, g_u)  # A_uᵀG_u
+                total += tf.reduce_sum(tf.square(kernel), axis=[1, 2])
             if layer.use_bias:
-                total += tf.reduce_sum(gram_g, axis=[1, 2])
+                total += tf.reduce_sum(tf.square(tf.reduce_sum(g_u, axis=1)), axis=1)
         return total

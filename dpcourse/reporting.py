@@ -20,12 +20,13 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from numbers import Integral, Real
 from typing import Any
 
-from dpcourse.accounting import PrivacyReport
+from dpcourse.accounting import DeltaTooLargeWarning, PrivacyReport
 
 __all__ = ["PRODUCTION_CAVEATS", "ModelCard", "model_card"]
 
@@ -145,7 +146,9 @@ def _group_guarantee(
         raise ValueError(f"n_groups must be an integer >= 1 or None, got {n_groups!r}.")
     if math.isfinite(report.epsilon):
         unit_run = dataclasses.replace(report.run, examples_per_unit=int(group_size))
-        epsilon, delta = unit_run.epsilon(report.delta, "rdp"), report.delta
+        with warnings.catch_warnings():  # the report's δ was judged when it was made
+            warnings.simplefilter("ignore", DeltaTooLargeWarning)
+            epsilon, delta = unit_run.epsilon(report.delta, "rdp"), report.delta
     else:  # σ = 0: no guarantee per record, none per group either
         epsilon, delta = math.inf, 1.0
     return {

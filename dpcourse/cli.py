@@ -27,7 +27,9 @@ EXAMPLES = {
     "train": "python -m dpcourse train --target-epsilon 1 --json",
     "data": "python -m dpcourse data --rows 5000 --seed 1 --out /tmp/transactions.csv.gz",
     "audit": "python -m dpcourse audit --target-epsilon 4 --json",
-    "course": "python -m dpcourse course build-instructor --out instructor/edition",
+    "course": "python -m dpcourse course build-instructor --out instructor/edition\n"
+    "  python -m dpcourse course export-nbgrader --out ~/dpcourse-grading\n"
+    "  python -m dpcourse course class-progress --homes '/home/*'",
 }
 
 
@@ -152,10 +154,75 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--confidence", type=_float, default=0.95, help="confidence of the ε lower bound"
     )
-    p = add("course", "Course tooling: list lessons, build the instructor edition or the book.")
-    p.add_argument("action", choices=("list", "build-instructor", "build-book", "run"))
+    p = add("course", "Course tooling: lessons, instructor edition, book, grading, class view.")
+    p.add_argument(
+        "action",
+        choices=(
+            "list",
+            "build-instructor",
+            "build-book",
+            "run",
+            *CLASSROOM_ACTIONS,
+        ),
+    )
     p.add_argument("--out", type=Path, default=None, help="output folder")
+    _add_classroom_options(p)
     return parser
+
+
+#: ``course`` actions for running a class (dpcourse/classroom.py) and the options they take.
+CLASSROOM_ACTIONS = {
+    "export-nbgrader": {"out", "json"},
+    "class-progress": {"homes", "dir", "csv", "json"},
+    "nbgitpuller-link": {"repo", "branch", "hub", "targetpath", "json"},
+}
+
+
+def _add_classroom_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--csv", action="store_true", help="class-progress: print CSV on stdout")
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--homes", help="class-progress: glob of learners' homes (default /home/*)")
+    where.add_argument("--dir", type=Path, help="class-progress: folder of <learner>.json files")
+    p.add_argument("--repo", help="nbgitpuller-link: the course's git URL")
+    p.add_argument("--branch", help="nbgitpuller-link: the branch to pull (default main)")
+    p.add_argument("--hub", help="nbgitpuller-link: the hub's address, https://...")
+    p.add_argument(
+        "--targetpath", help="nbgitpuller-link: folder in each home (default: repo name)"
+    )
+
+
+def _cmd_classroom(args: argparse.Namespace) -> dict[str, Any]:
+    """export-nbgrader, class-progress and nbgitpuller-link (see dpcourse/classroom.py)."""
+    from dpcourse import classroom
+
+    usage = f"python -m dpcourse course {args.action}"
+    if args.json and args.csv:
+        raise UsageError(f"{usage}: choose one of --json and --csv")
+    if args.action == "export-nbgrader":
+        if args.out is None:
+            raise UsageError(f"{usage}: --out DIR is required (the nbgrader course folder)")
+        export = classroom.export_nbgrader(args.out)
+        return {
+            "config": str(export.config),
+            "config_written": export.config_written,
+            "points": export.points,
+        }
+    if args.action == "nbgitpuller-link":
+        if args.repo is None:
+            raise UsageError(f"{usage}: --repo URL is required (the course's git repository)")
+        link = classroom.nbgitpuller_link(
+            args.repo, args.branch or "main", args.hub or "", args.targetpath or ""
+        )
+        return {"link": link} if args.json else {"text": link}
+    files = (
+        classroom.collected_progress_files(args.dir)
+        if args.dir is not None
+        else classroom.progress_files_in_homes(args.homes or "/home/*")
+    )
+    view = classroom.class_progress(files)
+    if args.json:
+        return view.to_json()
+    return {"text": view.to_csv().rstrip("\n") if args.csv else view.table()}
 
 
 def _add_training_options(p: argparse.ArgumentParser, default_epsilon: float = 1.0) -> None:
@@ -341,6 +408,13 @@ def _cmd_audit(args: argparse.Namespace) -> dict[str, Any]:
 def _cmd_course(args: argparse.Namespace) -> dict[str, Any]:
     from dpcourse import course
 
+    options = ("out", "homes", "dir", "csv", "json", "repo", "branch", "hub", "targetpath")
+    given = {k for k in options if getattr(args, k) not in (None, False)}
+    allowed = CLASSROOM_ACTIONS.get(args.action, {"out", "json"})
+    for option in sorted(given - allowed):
+        raise UsageError(f"python -m dpcourse course {args.action}: --{option} does not apply")
+    if args.action in CLASSROOM_ACTIONS:
+        return _cmd_classroom(args)
     if args.action == "list":
         return {
             lesson.number: f"{lesson.title} ({lesson.estimated_time})"
@@ -385,6 +459,8 @@ def _commands() -> dict[str, CommandFn]:
 
 def _human(result: dict[str, Any]) -> str:
     """A short human-readable rendering of a result (the default output)."""
+    if set(result) == {"text"}:
+        return result["text"]
     if "statement" in result:
         body = result["statement"]
         rest = {k: v for k, v in result.items() if k != "statement"}

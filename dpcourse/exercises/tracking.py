@@ -37,19 +37,27 @@ def progress_file() -> Path:
     return Path(override).expanduser() if override else Path.home() / ".dpcourse" / "progress.json"
 
 
+def _load_records(path: Path) -> list[dict[str, str]]:
+    """The pass records in the file at ``path``; raises ``OSError`` or ``ValueError`` (damaged)."""
+    data = json.loads(path.read_text(encoding="utf-8"))
+    records = data.get("passed") if isinstance(data, dict) else None
+    if not isinstance(records, list):
+        raise ValueError("the file holds no 'passed' list")
+    if not all(
+        isinstance(r, dict) and {"lesson", "name", "passed_at"} <= r.keys() for r in records
+    ):
+        raise ValueError("a record lacks lesson, name or passed_at")
+    return records
+
+
 def _read_records() -> list[dict[str, str]]:
     """The stored pass records; an absent file is empty, an unreadable one warns and is empty."""
     path = progress_file()
     if not path.exists():
         return []
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-        records = data["passed"]
-        if not all(
-            isinstance(r, dict) and {"lesson", "name", "passed_at"} <= r.keys() for r in records
-        ):
-            raise ValueError("a record lacks lesson, name or passed_at")
-    except (OSError, ValueError, KeyError, TypeError) as err:
+        return _load_records(path)
+    except (OSError, ValueError) as err:
         warnings.warn(
             f"Could not read the progress file {path} ({err}); treating it as empty. "
             f"Delete it, or set {ENV_VAR} to another path, to start a fresh record.",
@@ -57,7 +65,16 @@ def _read_records() -> list[dict[str, str]]:
             stacklevel=3,
         )
         return []
-    return records
+
+
+def read_progress(path: str | Path) -> dict[str, str]:
+    """The passed exercises in the progress file at ``path``: ``{"<lesson>.<name>": passed_at}``.
+
+    The reader for someone else's file (the instructor's class view). Unlike the learner's
+    own reading, it does not forgive: ``FileNotFoundError`` when the file is absent, another
+    ``OSError`` when it cannot be read, ``ValueError`` saying what is wrong when it is damaged.
+    """
+    return {f"{r['lesson']}.{r['name']}": r["passed_at"] for r in _load_records(Path(path))}
 
 
 def _write_records(records: list[dict[str, str]]) -> None:

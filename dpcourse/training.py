@@ -784,8 +784,8 @@ def train(
     n_units = len(np.unique(split.customer_train)) if customer else n_train
     if config.batch_size > n_units:
         raise ValueError(
-            f"batch_size must be <= the number of training {config.privacy_unit}s "
-            f"({n_units}), got {config.batch_size}."
+            f"batch_size must be <= the number of training "
+            f"{'customers' if customer else 'examples'} ({n_units}), got {config.batch_size}."
         )
     steps_per_epoch = accounting.steps_per_epoch(n_units, config.batch_size)
     run = config.run(n_units)

@@ -476,13 +476,16 @@ def calibration_table(repeats: int) -> Table:
 
 def course_table() -> Table:
     """Part 5: wall time and kernel peak RSS of every lesson, run one after another."""
+    sys.path.insert(0, str(ROOT / "tools"))
+    from course_build import execute_notebook
+
     from dpcourse import course
 
     rows, total, failures = [], 0.0, 0
     limits = f"≤ {LESSON_LIMIT_SECONDS:.0f} s, ≤ {LESSON_LIMIT_BYTES / GIB:g} GiB"
     for lesson in tqdm(course.lessons(), desc="lessons", file=sys.stderr):
         try:
-            run = course.execute_notebook(lesson.path, timeout=LESSON_CELL_TIMEOUT)
+            run = execute_notebook(lesson.path, timeout=LESSON_CELL_TIMEOUT)
         except Exception as err:  # a failing lesson is a result to report, not a crash
             failure = f"failed ({type(err).__name__})"
             rows.append((lesson.path.name, failure, "—", limits, "missed"))
@@ -511,9 +514,9 @@ def course_table() -> Table:
     return Table(
         title="5. The course: every lesson in a fresh kernel",
         note=(
-            "`course.execute_notebook`, one lesson after another, before the other parts "
-            "(see `RUN_ORDER`); peak RSS of the kernel. A cell running longer than "
-            f"{LESSON_CELL_TIMEOUT} s fails its lesson."
+            "`execute_notebook` of `tools/course_build.py`, one lesson after another, "
+            "before the other parts (see `RUN_ORDER`); peak RSS of the kernel. A cell "
+            f"running longer than {LESSON_CELL_TIMEOUT} s fails its lesson."
         ),
         header=("lesson", "seconds", "peak RSS (GiB)", "target", "verdict"),
         rows=rows,

@@ -27,13 +27,15 @@ package, whose pins clash with this course's environment).
 from __future__ import annotations
 
 import dataclasses
+import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from numbers import Integral, Real
 from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike
-from scipy import stats
+from scipy import optimize, stats
 from sklearn.metrics import roc_auc_score, roc_curve
 
 from dpcourse.data import Split
@@ -41,15 +43,20 @@ from dpcourse.data import Split
 __all__ = [
     "AttackResult",
     "LowerBound",
+    "OneRunAudit",
     "attack_model",
     "binary_cross_entropy_from_logits",
     "canary_ranks",
     "clopper_pearson",
     "epsilon_lower_bound",
     "exposure",
+    "gaussian_mechanism_epsilon",
     "loss_threshold_attack",
     "make_canaries",
     "membership_experiment",
+    "one_run_audit",
+    "one_run_epsilon_lower_bound",
+    "one_run_p_value",
     "per_example_losses",
     "threshold_attack",
 ]
@@ -544,3 +551,212 @@ def membership_experiment(
         x_nonmembers=split.x_test[nonmembers],
         y_nonmembers=split.y_test[nonmembers],
     )
+
+
+# ----------------------------------------------------------------------- auditing in one run
+def _count(value: object, name: str, low: int = 0) -> int:
+    """``value`` as a Python int >= ``low``, or a ValueError naming ``name``."""
+    if not isinstance(value, Integral) or isinstance(value, bool) or value < low:
+        raise ValueError(f"{name} must be an integer >= {low}, got {value!r}.")
+    return int(value)
+
+
+def _one_run_counts(m: object, r: object, v: object) -> tuple[int, int, int]:
+    m, r, v = _count(m, "m", 1), _count(r, "r"), _count(v, "v")
+    if not v <= r <= m:
+        raise ValueError(
+            f"the counts must satisfy v <= r <= m (correct guesses <= guesses <= canaries), "
+            f"got m={m}, r={r}, v={v}."
+        )
+    return m, r, v
+
+
+def gaussian_mechanism_epsilon(mu: float, delta: float) -> float:
+    """Exact ε(δ) of the Gaussian mechanism whose sensitivity is ``mu`` noise stds.
+
+    Balle and Wang (2018), Theorem 8: adding N(0, σ²) to a value that one record moves by
+    Δ, with μ = Δ/σ, is (ε, δ)-DP exactly for
+
+        δ = Φ(μ/2 − ε/μ) − e^ε · Φ(−μ/2 − ε/μ),
+
+    solved here for ε (0 if even ε = 0 meets δ). This is the mechanism of one canary's
+    score in a white-box audit, and what ``dp_accounting.GaussianDpEvent(1/μ)`` describes.
+    """
+    if not isinstance(mu, Real) or isinstance(mu, bool) or not 0.0 < mu < math.inf:
+        raise ValueError(f"mu must be a positive finite number, got {mu!r}.")
+    delta = _probability(delta, "delta")
+
+    def excess(epsilon: float) -> float:
+        tail = stats.norm.cdf(mu / 2 - epsilon / mu)
+        return tail - math.exp(epsilon) * stats.norm.cdf(-mu / 2 - epsilon / mu) - delta
+
+    if excess(0.0) <= 0:
+        return 0.0
+    high = 1.0
+    while excess(high) > 0:
+        high *= 2
+    return float(optimize.brentq(excess, 0.0, high, xtol=1e-12))
+
+
+def one_run_p_value(m: int, r: int, v: int, epsilon: float, delta: float = 0.0) -> float:
+    """P-value of v correct guesses out of r if the training were (ε, δ)-DP.
+
+    Steinke, Nasr and Jagielski (2023), "Privacy auditing with one (1) training run"
+    (NeurIPS), Theorem 3.1 and its (ε, δ) form (Appendix D): m canaries are each included
+    in training independently with probability ½; an auditor who sees the trained model
+    guesses "in" or "out" for r of them and abstains on the rest. If training is (ε, δ)-DP
+    then, with q = e^ε / (1 + e^ε) (the accuracy of ε-randomised response),
+
+        P[W ≥ v] ≤ β + 2·m·δ·α,   β = P[Binomial(r, q) ≥ v],
+        α = max_{1 ≤ i ≤ v} P[v − i ≤ Binomial(r, q) < v] / i,
+
+    for the number W of correct guesses. The right-hand side (capped at 1) is returned; it
+    grows with ε. With δ = 0 it is the binomial tail β: an ε-DP training lets every guess
+    be right with probability at most q, however the guesses depend on each other.
+    """
+    m, r, v = _one_run_counts(m, r, v)
+    if not isinstance(epsilon, Real) or not 0.0 <= epsilon < math.inf:
+        raise ValueError(f"epsilon must be a finite number >= 0, got {epsilon!r}.")
+    if not isinstance(delta, Real) or not 0.0 <= delta < 1.0:
+        raise ValueError(f"delta must be a number in [0, 1), got {delta!r}.")
+    q = 1.0 / (1.0 + math.exp(-float(epsilon)))
+    beta = float(stats.binom.sf(v - 1, r, q))
+    if delta == 0.0 or v == 0:
+        return min(beta, 1.0)
+    # P[v − i ≤ Bin < v] for i = 1..v: the pmf at v−1, v−2, ..., 0, summed cumulatively.
+    below = np.cumsum(stats.binom.pmf(np.arange(v - 1, -1, -1), r, q))
+    alpha = float(np.max(below / np.arange(1, v + 1)))
+    return min(beta + 2.0 * m * float(delta) * alpha, 1.0)
+
+
+def one_run_epsilon_lower_bound(
+    m: int, r: int, v: int, delta: float = 0.0, confidence: float = 0.95
+) -> float:
+    """The largest ε that v correct guesses out of r reject at ``confidence`` (0 if none).
+
+    The ε lower bound of Steinke, Nasr and Jagielski (2023): the supremum of the ε whose
+    :func:`one_run_p_value` is below 1 − ``confidence``. Since the p-value grows with ε,
+    bisection finds it (to 1e-6). With probability at least ``confidence`` an (ε, δ)-DP
+    training gives a bound ≤ ε; the bound is what the data rule out, not an estimate.
+    """
+    m, r, v = _one_run_counts(m, r, v)
+    confidence = _probability(confidence, "confidence")
+    if not isinstance(delta, Real) or not 0.0 <= delta < 1.0:
+        raise ValueError(f"delta must be a number in [0, 1), got {delta!r}.")
+    level = 1.0 - confidence
+    if one_run_p_value(m, r, v, 0.0, delta) >= level:
+        return 0.0
+    low, high = 0.0, 1.0
+    while one_run_p_value(m, r, v, high, delta) < level:
+        low, high = high, 2.0 * high
+    while high - low > 1e-6:
+        middle = (low + high) / 2
+        if one_run_p_value(m, r, v, middle, delta) < level:
+            low = middle
+        else:
+            high = middle
+    return low
+
+
+@dataclass(frozen=True)
+class OneRunAudit:
+    """The outcome of a one-run audit: the guesses made and the ε they prove.
+
+    The auditor guessed "in" for the ``k_positive`` canaries with the highest scores and
+    "out" for the ``k_negative`` with the lowest, abstaining on the others; ``correct`` of
+    these ``k_positive + k_negative`` guesses were right. ``n_tested`` is the number of
+    (k_positive, k_negative) pairs tried: each was tested at level
+    (1 − ``confidence``)/``n_tested`` (a Bonferroni correction), so ``epsilon`` holds at
+    ``confidence`` even though the best pair was reported.
+    """
+
+    epsilon: float
+    delta: float
+    confidence: float
+    n_canaries: int
+    n_included: int
+    k_positive: int
+    k_negative: int
+    correct: int
+    n_tested: int
+
+    @property
+    def guesses(self) -> int:
+        """r, the number of guesses (the canaries not abstained on)."""
+        return self.k_positive + self.k_negative
+
+    @property
+    def accuracy(self) -> float:
+        """The share of the guesses that were right (nan without guesses)."""
+        return self.correct / self.guesses if self.guesses else math.nan
+
+    def __str__(self) -> str:
+        return (
+            f"ε ≥ {self.epsilon:.3f} at δ = {self.delta:g} with {self.confidence:.0%} "
+            f"confidence ({self.correct} of {self.guesses} guesses right: {self.k_positive} "
+            f"'in', {self.k_negative} 'out', among {self.n_canaries} canaries, "
+            f"{self.n_included} included; best of {self.n_tested} guess counts, Bonferroni)"
+        )
+
+
+def one_run_audit(
+    scores: ArrayLike,
+    included: ArrayLike,
+    delta: float,
+    confidence: float = 0.95,
+    guesses: Sequence[tuple[int, int]] | None = None,
+) -> OneRunAudit:
+    """Audit one training run from its canaries' scores (Steinke, Nasr & Jagielski 2023).
+
+    ``scores[i]`` is the auditor's evidence that canary i was included (higher = more
+    likely in: −loss for a black-box attack, the parameter's movement along the canary's
+    gradient for a white-box one); ``included[i]`` says whether it really was (each canary
+    must have been included independently with probability ½, before training).
+
+    For each (k₊, k₋) in ``guesses`` the auditor guesses "in" for the k₊ highest scores and
+    "out" for the k₋ lowest, counts the correct guesses v of r = k₊ + k₋, and computes
+    :func:`one_run_epsilon_lower_bound` at level (1 − confidence)/len(guesses); the best is
+    returned. The default tries k₊ = k₋ = 1 %, 2 %, 5 %, 10 %, 20 % and 50 % of the
+    canaries (6 pairs). Ties in the scores are broken at random (seed 0).
+    """
+    values = _scores(scores, "scores")
+    flags = np.asarray(included)
+    if flags.shape != values.shape or not np.isin(flags, (0, 1, False, True)).all():
+        raise ValueError(
+            f"included must be a boolean array with one entry per score ({values.size}), "
+            f"got shape {flags.shape}."
+        )
+    flags = flags.astype(bool)
+    delta = _probability(delta, "delta") if delta else 0.0
+    confidence = _probability(confidence, "confidence")
+    m = values.size
+    if guesses is None:
+        ks = sorted({max(1, round(share * m / 2)) for share in (0.02, 0.04, 0.1, 0.2, 0.4, 1.0)})
+        guesses = [(k, k) for k in ks]
+    pairs = [(_count(p, "k_positive"), _count(n, "k_negative")) for p, n in guesses]
+    if not pairs or any(p + n == 0 or p + n > m for p, n in pairs):
+        raise ValueError(
+            f"guesses must be a non-empty list of (k_positive, k_negative) pairs with "
+            f"1 <= k_positive + k_negative <= {m} (the number of canaries), got {guesses!r}."
+        )
+    tie_break = np.random.default_rng(0).random(m)
+    order = np.lexsort((tie_break, -values))  # highest score first
+    ranked = flags[order]
+    level = 1.0 - (1.0 - confidence) / len(pairs)
+    best: OneRunAudit | None = None
+    for k_positive, k_negative in pairs:
+        correct = int(ranked[:k_positive].sum()) + int((~ranked[m - k_negative :]).sum())
+        bound = one_run_epsilon_lower_bound(m, k_positive + k_negative, correct, delta, level)
+        if best is None or bound > best.epsilon:
+            best = OneRunAudit(
+                epsilon=bound,
+                delta=delta,
+                confidence=confidence,
+                n_canaries=m,
+                n_included=int(flags.sum()),
+                k_positive=k_positive,
+                k_negative=k_negative,
+                correct=correct,
+                n_tested=len(pairs),
+            )
+    return best  # type: ignore[return-value]  # pairs is non-empty

@@ -27,7 +27,7 @@ EXAMPLES = {
     "train": "python -m dpcourse train --target-epsilon 1 --json",
     "data": "python -m dpcourse data --rows 5000 --seed 1 --out /tmp/transactions.csv.gz",
     "audit": "python -m dpcourse audit --target-epsilon 4 --json",
-    "course": "python -m dpcourse course build-instructor --out instructor/edition\n"
+    "course": "python -m dpcourse course list\n"
     "  python -m dpcourse course export-nbgrader --out ~/dpcourse-grading\n"
     "  python -m dpcourse course class-progress --homes '/home/*'",
 }
@@ -154,17 +154,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--confidence", type=_float, default=0.95, help="confidence of the ε lower bound"
     )
-    p = add("course", "Course tooling: lessons, instructor edition, book, grading, class view.")
-    p.add_argument(
-        "action",
-        choices=(
-            "list",
-            "build-instructor",
-            "build-book",
-            "run",
-            *CLASSROOM_ACTIONS,
-        ),
-    )
+    # What a learner or instructor runs; building the book and the instructor edition are
+    # authoring tools (tools/course_build.py, make book / make instructor).
+    p = add("course", "The course: list the lessons; grading and the class view.")
+    p.add_argument("action", choices=("list", *CLASSROOM_ACTIONS))
     p.add_argument("--out", type=Path, default=None, help="output folder")
     _add_classroom_options(p)
     return parser
@@ -410,37 +403,14 @@ def _cmd_course(args: argparse.Namespace) -> dict[str, Any]:
 
     options = ("out", "homes", "dir", "csv", "json", "repo", "branch", "hub", "targetpath")
     given = {k for k in options if getattr(args, k) not in (None, False)}
-    allowed = CLASSROOM_ACTIONS.get(args.action, {"out", "json"})
+    allowed = CLASSROOM_ACTIONS.get(args.action, {"json"})
     for option in sorted(given - allowed):
         raise UsageError(f"python -m dpcourse course {args.action}: --{option} does not apply")
     if args.action in CLASSROOM_ACTIONS:
         return _cmd_classroom(args)
-    if args.action == "list":
-        return {
-            lesson.number: f"{lesson.title} ({lesson.estimated_time})"
-            for lesson in course.lessons()
-        }
-    if args.action == "build-instructor":
-        written = course.build_instructor_edition(args.out or Path("instructor/edition"))
-        return {"written": [str(p) for p in written]}
-    if args.action == "build-book":
-        report = course.build_book(args.out or Path("_book"))
-        return {
-            "index": str(report.out_dir / "index.html"),
-            "pages": len(report.pages),
-            "seconds": {n: round(e.seconds, 1) for n, e in report.executions.items()},
-        }
-    results = {}
-    for lesson in course.lessons():
-        run = course.execute_notebook(lesson.path)
-        results[lesson.number] = {
-            "seconds": round(run.seconds, 1),
-            "peak_rss_mib": round(run.peak_rss_bytes / 2**20),
-            "sections": {name: round(t, 1) for name, t in course.section_seconds(run.notebook)},
-        }
-        if not args.json:
-            print(f"{lesson.path.name}: {results[lesson.number]}", file=sys.stderr)
-    return results
+    return {
+        lesson.number: f"{lesson.title} ({lesson.estimated_time})" for lesson in course.lessons()
+    }
 
 
 CommandFn = Callable[[argparse.Namespace], dict[str, Any]]

@@ -4,7 +4,12 @@ An ε on its own means little. A reader needs to know what it protects (the priv
 and the adjacency), how it was computed (the accountant and the sampling it assumes),
 the run it describes (C, σ, batch size, steps, data size), and what it leaves out
 (hyperparameter tuning, data-dependent preprocessing, the implementation's randomness).
-This follows the reporting guidelines of Ponomareva et al. (2023), "How to DP-fy ML".
+This follows the reporting guidelines of Ponomareva et al. (2023), "How to DP-fy ML"
+(JAIR 77), Section 5: the card places the guarantee in one of the paper's three tiers
+(:func:`privacy_tier`) and gives each detail the paper asks a report to give — the DP
+setting, what the guarantee covers (data accesses, released output), the privacy unit and
+adjacency, the accountant and its assumptions, the formal statement, how to verify it, and,
+when one was run, an empirical audit (a lower bound, never the guarantee).
 
 :func:`model_card` fills such a card in from a :class:`~dpcourse.accounting.PrivacyReport`
 (or a training result carrying one), so every number in it comes from the run itself.
@@ -28,7 +33,7 @@ from typing import Any
 
 from dpcourse.accounting import DeltaTooLargeWarning, PrivacyReport
 
-__all__ = ["PRODUCTION_CAVEATS", "ModelCard", "model_card"]
+__all__ = ["PRIVACY_TIERS", "PRODUCTION_CAVEATS", "ModelCard", "model_card", "privacy_tier"]
 
 #: What a production deployment must add to (or fix in) a course-style DP-SGD run.
 PRODUCTION_CAVEATS: tuple[str, ...] = (
@@ -44,6 +49,30 @@ PRODUCTION_CAVEATS: tuple[str, ...] = (
     "Preprocessing: feature standardisation used statistics of the training data, treated "
     "as public here; a deployment uses fixed, domain-known ranges or spends budget on them.",
 )
+
+
+#: The three tiers of Ponomareva et al. (2023, Section 5): (largest ε, name, meaning,
+#: range). They are stated for δ well below 1/N; a guarantee's tier is the first whose
+#: largest ε its ε does not exceed.
+PRIVACY_TIERS: tuple[tuple[float, str, str, str], ...] = (
+    (1.0, "Tier 1", "strong formal privacy guarantees", "ε ≤ 1"),
+    (10.0, "Tier 2", "reasonable formal privacy guarantees", "1 < ε ≤ 10"),
+    (math.inf, "Tier 3", "weak to no formal privacy guarantees", "ε > 10"),
+)
+
+
+def privacy_tier(epsilon: float) -> str:
+    """The reporting tier of Ponomareva et al. (2023) for ``epsilon``, with its meaning.
+
+    Tier 1: ε ≤ 1, strong formal guarantees. Tier 2: 1 < ε ≤ 10, reasonable formal
+    guarantees (where most DP deep learning sits today). Tier 3: ε > 10 (or no finite ε),
+    weak to no formal guarantees — the model may still resist practical attacks, which an
+    audit can probe but never prove.
+    """
+    if not isinstance(epsilon, Real) or isinstance(epsilon, bool) or not epsilon >= 0:
+        raise ValueError(f"epsilon must be a number >= 0 (math.inf allowed), got {epsilon!r}.")
+    name, meaning, span = next((n, m, r) for b, n, m, r in PRIVACY_TIERS if epsilon <= b)
+    return f"{name}: {meaning} ({span})"
 
 
 @dataclass(frozen=True)
@@ -181,6 +210,57 @@ def _delta_note(delta: float, n: int, unit: str) -> str:
     return f"δ · (number of {unit}s) = {product:.2g}, {verdict}"
 
 
+def _tiers(report: PrivacyReport, group: Mapping[str, Any] | None) -> str:
+    """The tier of the per-unit guarantee, and of the group guarantee when there is one."""
+    tier = privacy_tier(report.epsilon)
+    if group is None:
+        return tier
+    return (
+        f"per {report.privacy_unit}: {tier}; per {group['unit']}: "
+        f"{privacy_tier(group['epsilon'])} — the tier that counts is the one of the unit the "
+        "model promises to protect"
+    )
+
+
+def _verification(report: PrivacyReport) -> str:
+    """The CLI command that recomputes the report's ε from its own run."""
+    run = report.run
+    command = (
+        f"python -m dpcourse epsilon --examples {int(run.n_examples)} --batch-size "
+        f"{int(run.batch_size)} --noise-multiplier {float(run.noise_multiplier)!r} "
+        f"--epochs {int(run.epochs)} --delta {float(report.delta)!r} "
+        f"--accountant {report.accountant} --sampling {run.sampling}"
+    )
+    if run.microbatch_size > 1:
+        command += f" --microbatch-size {run.microbatch_size}"
+    return f"recompute ε with `{command}` (open-source dpcourse, dp_accounting)"
+
+
+def _audit_row(audit: Any, method: str | None) -> tuple[str, str] | None:
+    """The "Empirical audit" row, or None when no audit is given."""
+    if audit is None and method is None:
+        return None
+    if audit is None or method is None:
+        raise ValueError(
+            "give audit and audit_method together (an audit result such as "
+            "dpcourse.audit.one_run_audit(...) and a sentence saying what it attacked)."
+        )
+    method = _text(method, "audit_method")
+    values = [getattr(audit, name, None) for name in ("epsilon", "delta", "confidence")]
+    if not all(isinstance(v, Real) and not isinstance(v, bool) for v in values):
+        raise ValueError(
+            "audit must have numeric epsilon, delta and confidence attributes (e.g. "
+            f"dpcourse.audit.OneRunAudit), got {type(audit).__name__}."
+        )
+    epsilon, audit_delta, confidence = values
+    return (
+        "Empirical audit",
+        f"ε ≥ {epsilon:.3g} at δ = {audit_delta:.3g} with {confidence:.0%} confidence "
+        f"({method}). A lower bound from one attack: it can expose a broken implementation "
+        "but never proves privacy; the guarantee is the accounted ε above.",
+    )
+
+
 def model_card(
     source: Any,
     *,
@@ -193,6 +273,8 @@ def model_card(
     group_size: int | None = None,
     n_groups: int | None = None,
     limitations: Sequence[str] = PRODUCTION_CAVEATS,
+    audit: Any = None,
+    audit_method: str | None = None,
 ) -> ModelCard:
     """A :class:`ModelCard` for a DP-SGD run, every figure taken from its privacy report.
 
@@ -206,8 +288,17 @@ def model_card(
     the lemma's δ_k it is never above the group-privacy lemma's kε) and, given ``n_groups``,
     compares its δ with 1/``n_groups``. For a customer-level run (privacy unit
     "customer") the unit is already the customer: give no group.
+
+    Every card states the reporting tier (:func:`privacy_tier`) of the guarantee it leads
+    with, the DP setting, and the command that recomputes the ε from the card's own numbers
+    (``python -m dpcourse epsilon ...``: the guarantee can be checked, not just believed).
+    ``audit`` (an empirical lower bound with ``epsilon``, ``delta`` and ``confidence``, such
+    as :class:`dpcourse.audit.OneRunAudit` or :class:`dpcourse.audit.LowerBound`) and
+    ``audit_method`` (what was attacked, how) add the audit's result, labelled as the lower
+    bound it is.
     """
     report, result_metrics = _privacy_source(source)
+    audit_row = _audit_row(audit, audit_method)
     model, data, tuned = _text(model, "model"), _text(data, "data"), _text(tuned, "tuned")
     title = _text(title, "title")
     group = _group_guarantee(report, group_unit, group_size, n_groups)
@@ -235,6 +326,11 @@ def model_card(
         else f"{run.microbatch_size} examples per microbatch: sensitivity 2C, accounted with σ/2"
     )
     privacy_rows = [
+        (
+            "DP setting",
+            "central DP: a trusted trainer sees the raw data; everything training releases "
+            "(the model, any checkpoint) is covered by the guarantee",
+        ),
         ("Privacy unit", f"one {unit} (add-or-remove-one-{unit} adjacency)"),
         ("Guarantee", f"(ε = {report.epsilon:.3g}, δ = {report.delta:.3g}) per {unit}"),
     ]
@@ -248,6 +344,7 @@ def model_card(
             )
         )
     privacy_rows += [
+        ("Reporting tier", _tiers(report, group)),
         ("Accountant", f"{report.accountant.upper()} (dp_accounting)"),
         ("Sampling assumption", sampling),
         ("δ vs data size", _delta_note(report.delta, run.n_examples, unit)),
@@ -266,6 +363,9 @@ def model_card(
             "not hyperparameter tuning, preprocessing, or other uses of the data",
         )
     )
+    privacy_rows.append(("Verification", _verification(report)))
+    if audit_row is not None:
+        privacy_rows.append(audit_row)
     training_rows = [
         ("Model", model),
         ("Mechanism", _mechanism(unit, microbatches)),
@@ -295,6 +395,15 @@ def model_card(
         "tuned": tuned,
         "metrics": chosen_metrics,
         "group": group,
+        "tier": privacy_tier(report.epsilon),
+        "group_tier": None if group is None else privacy_tier(group["epsilon"]),
+        "audit": None
+        if audit_row is None
+        else {
+            "method": audit_method,
+            "epsilon_lower_bound": audit.epsilon,
+            "confidence": audit.confidence,
+        },
     }
     return ModelCard(
         title=title,

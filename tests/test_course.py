@@ -1,13 +1,28 @@
-"""The course as a whole: lesson list, instructor edition, the executed and rendered book."""
+"""The course as a whole: lesson list, instructor edition, the executed and rendered book.
+
+The lesson list and the instructor edition of a notebook are in the package
+(``dpcourse.course``); writing the editions, executing and rendering the book are the
+authoring tools in ``tools/course_build.py``.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import html
 import json
+import re
+import sys
+import time
+from pathlib import Path
 
 import nbformat
 import pytest
 
 from dpcourse import course, exercises
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tools"))
+import course_build  # noqa: E402
 
 
 def _learner_notebook() -> nbformat.NotebookNode:
@@ -67,23 +82,32 @@ def test_broken_links_are_found(tmp_path):
         ' <a href="a.html#nope">bad anchor</a> <a href="https://example.org">external</a>'
     )
     (tmp_path / "a.html").write_text('<h1 id="x">A</h1>')
-    assert course.broken_links(tmp_path) == ["index.html -> b.html", "index.html -> a.html#nope"]
+    assert course_build.broken_links(tmp_path) == [
+        "index.html -> b.html",
+        "index.html -> a.html#nope",
+    ]
 
 
 @pytest.mark.slow
 def test_book_builds_from_the_instructor_edition_and_every_exercise_passes(tmp_path):
     """`make book`: executes every lesson's instructor edition (any error fails), renders
     HTML with solutions folded, an index in lesson order, and no broken internal link."""
-    report = course.build_book(tmp_path / "book")
+    report = course_build.build_book(tmp_path / "book")
     index = (tmp_path / "book" / "index.html").read_text()
     positions = [index.index(lesson.html_name) for lesson in course.lessons()]
     assert positions == sorted(positions)
-    assert course.broken_links(tmp_path / "book") == []
+    assert course_build.broken_links(tmp_path / "book") == []
     for lesson in course.lessons():
         page = (tmp_path / "book" / lesson.html_name).read_text()
         assert '<details class="dpcourse-solution">' in page
         assert "Traceback" not in page
         assert "Unable to register cuDNN" not in page, "the course kernel hides TF's C++ log"
+        images = re.findall(r"<img\b[^>]*>", page)
+        no_alt = [img[:80] for img in images if not re.search(r"""\balt=(["'])[^"']{20,}""", img)]
+        assert images and not no_alt, f"{lesson.html_name}: figures without alt text: {no_alt}"
+        assert 'href="index.html">Contents</a>' in page
+        for anchor, _ in course_build.sections(page):
+            assert f'href="{lesson.html_name}#{html.escape(anchor)}"' in index, "every section"
     passed = exercises.progress()
     total = passed["total"].sum()
     assert total > 0 and (passed["passed"] == passed["total"]).all(), passed
@@ -97,6 +121,46 @@ def test_book_builds_from_the_instructor_edition_and_every_exercise_passes(tmp_p
         )
         assert figures >= 2, f"lesson {number} shows {figures} figure(s); each needs at least 2"
     assert json.loads(json.dumps(report.executions["00"].seconds)) > 0
+
+
+#: A 1×1 PNG, as a figure output.
+_PIXEL = (
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk"
+    "+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=="
+)
+
+
+def test_a_rendered_page_has_alt_text_navigation_and_its_sections():
+    nb = nbformat.v4.new_notebook()
+    figure = nbformat.v4.new_code_cell("plot()")
+    figure.metadata["alt"] = 'A line that "rises" from left to right.'
+    figure.outputs = [nbformat.v4.new_output("display_data", data={"image/png": _PIXEL})]
+    nb.cells = [
+        nbformat.v4.new_markdown_cell("# 05 · Title\n\n## 1 · First part"),
+        figure,
+        nbformat.v4.new_markdown_cell("## 2 · Second part"),
+    ]
+    nav = {"previous": {"href": "04_x.html", "title": "Four"}, "next": None}
+    page = course_build._render(nb, "Title", nav)
+    (image,) = re.findall(r"<img\b[^>]*>", page)
+    assert re.search(r"""\balt=(["'])A line that (&quot;|")rises\2 from left to right\.\1""", image)
+    assert len(re.findall(r'<a href="04_x.html" rel="prev">← Four</a>', page)) == 2, "top, bottom"
+    assert 'rel="next"' not in page and page.count('href="index.html">Contents</a>') == 2
+    assert [text for _, text in course_build.sections(page)] == [
+        "1 · First part",
+        "2 · Second part",
+    ]
+
+
+def test_index_lists_every_lesson_and_section_in_order(tmp_path):
+    entries = course.lessons()[:2]
+    toc = {entries[0].number: [("1-·-A", "1 · A")], entries[1].number: [("x", "B")]}
+    index = course_build._index_page(entries, toc)
+    assert index.index(entries[0].html_name) < index.index(entries[1].html_name)
+    assert f'href="{entries[0].html_name}#1-·-A">1 · A</a>' in index
+    navigation = course_build._navigation(entries)
+    assert navigation[0]["previous"] is None and navigation[1]["next"] is None
+    assert navigation[0]["next"]["href"] == entries[1].html_name
 
 
 def test_section_seconds_adds_cell_times_per_section():
@@ -115,7 +179,7 @@ def test_section_seconds_adds_cell_times_per_section():
             "iopub.execute_input": f"2026-01-01T{start}Z",
             "shell.execute_reply": f"2026-01-01T{end}Z",
         }
-    assert course.section_seconds(nb) == [("1 · First", 3.5), ("2 · Second", 0.25)]
+    assert course_build.section_seconds(nb) == [("1 · First", 3.5), ("2 · Second", 0.25)]
 
 
 def test_execute_notebook_measures_the_kernels_own_peak_memory(tmp_path):
@@ -129,7 +193,78 @@ def test_execute_notebook_measures_the_kernels_own_peak_memory(tmp_path):
     ]
     path = tmp_path / "alloc.ipynb"
     nbformat.write(nb, path)
-    run = course.execute_notebook(path, cwd=tmp_path, timeout=120)
+    run = course_build.execute_notebook(path, cwd=tmp_path, timeout=120)
     assert 200e6 <= run.peak_rss_bytes < 550e6
     assert len(run.notebook.cells) == 1, "the probe cell is removed"
     del ballast
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("poll_slice", [course_build.POLL_SLICE, 60.0], ids=["sliced", "unsliced"])
+def test_a_send_while_waiting_for_a_reply_does_not_stall_the_book(monkeypatch, poll_slice):
+    """The book build's stall, reproduced deterministically: nbclient is waiting for a
+    cell's reply when the reply arrives and, before the event loop looks at the shell
+    socket, a comm message is sent on it (as nbclient's Output widget does for lesson 03's
+    ``interact``). Stock nbclient then gets the reply only when its poll times out: after
+    exactly the cell timeout, and it goes on. The course client does not stall, with
+    (``sliced``) or without (``unsliced``) its polling in slices."""
+    from nbclient import NotebookClient
+
+    monkeypatch.setattr(course_build, "POLL_SLICE", poll_slice)
+
+    def run(client_class: type, timeout: int) -> tuple[float, nbformat.NotebookNode]:
+        nb = nbformat.v4.new_notebook()
+        nb.cells = [
+            nbformat.v4.new_code_cell("1 + 1"),
+            nbformat.v4.new_code_cell("import time; time.sleep(0.5); 'done'"),  # replies at 0.5 s
+        ]
+
+        def send_while_the_reply_arrives() -> None:
+            time.sleep(1.5)  # the loop is busy (processing output) when the reply arrives
+            kc = client.kc
+            kc.shell_channel.send(kc.session.msg("comm_msg", {"comm_id": "none", "data": {}}))
+
+        def after_execute_request(cell, cell_index):
+            if cell_index == 1:
+                asyncio.get_running_loop().call_later(0.05, send_while_the_reply_arrives)
+
+        waited = {}
+
+        def reply_received(cell, cell_index, execute_reply):
+            if cell_index == 1:
+                waited["seconds"] = time.perf_counter() - waited["since"]
+
+        def start_clock(cell, cell_index):
+            if cell_index == 1:
+                waited["since"] = time.perf_counter()
+                after_execute_request(cell, cell_index)
+
+        client = client_class(
+            nb,
+            timeout=timeout,
+            kernel_name="python3",
+            on_cell_complete=start_clock,
+            on_cell_executed=reply_received,
+        )
+        client.execute()
+        return waited["seconds"], nb
+
+    stock_seconds, stock_nb = run(NotebookClient, timeout=15)
+    course_seconds, course_nb = run(course_build._course_client_class(), timeout=15)
+    for nb in (stock_nb, course_nb):
+        assert nb.cells[1].outputs[0]["data"]["text/plain"] == "'done'"
+    assert stock_seconds >= 15, "stock nbclient waits out the cell timeout, then goes on"
+    assert course_seconds < 5
+    print(
+        f"\nwait for the reply: stock {stock_seconds:.1f} s, course client {course_seconds:.1f} s"
+    )
+
+
+def test_cli_course_list_prints_the_lessons_and_nothing_authoring_remains(capsys):
+    from dpcourse.cli import main
+
+    assert main(["course", "list", "--json"]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert list(listed) == [lesson.number for lesson in course.lessons()]
+    assert main(["course", "build-book"]) == 2, "the book is built by tools/course_build.py"
+    assert "invalid choice" in capsys.readouterr().err

@@ -566,6 +566,48 @@ def test_html_and_text_carry_the_same_words():
     assert bundle == {"text/plain": message.text(), "text/html": html}
 
 
+def _luminance(colour: str) -> float:
+    """WCAG 2.x relative luminance of a #rrggbb colour."""
+    channels = [int(colour[i : i + 2], 16) / 255 for i in (1, 3, 5)]
+    linear = [c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4 for c in channels]
+    return 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
+
+
+def contrast_ratio(a: str, b: str) -> float:
+    """WCAG 2.x contrast ratio (L1 + 0.05) / (L2 + 0.05), from 1 to 21."""
+    high, low = sorted((_luminance(a), _luminance(b)), reverse=True)
+    return (high + 0.05) / (low + 0.05)
+
+
+#: The backgrounds an output sits on: JupyterLab's light theme (--jp-layout-color0/1 white)
+#: and dark theme (--jp-layout-color0 #111, --jp-layout-color1 #212121).
+THEME_BACKGROUNDS = ("#ffffff", "#111111", "#212121")
+
+
+def test_contrast_ratio_matches_wcag_reference_values():
+    assert contrast_ratio("#000000", "#ffffff") == pytest.approx(21.0)
+    assert contrast_ratio("#777777", "#ffffff") == pytest.approx(4.48, abs=0.01)  # WCAG's example
+
+
+@pytest.mark.parametrize("kind", sorted(feedback.COLORS))
+def test_feedback_labels_meet_wcag_aa_on_light_and_dark_themes(kind):
+    """The label is white text on its own colour, so the text's contrast does not depend on
+    the theme; the old labels (coloured text on the page) fell to 2.0-3.7:1 on dark."""
+    html = feedback.Message(kind, "Label:", "body").html()
+    background, text = feedback.COLORS[kind], feedback.LABEL_TEXT_COLOR
+    assert f"background-color:{background};color:{text}" in html
+    assert contrast_ratio(text, background) >= 4.5
+
+
+def test_no_single_text_colour_meets_aa_on_both_themes():
+    """Why the labels carry their own background: text coloured for the light theme
+    (≥ 4.5:1 on white) is too dark for the dark theme, for every colour."""
+    for colour in feedback.COLORS.values():
+        on_white = contrast_ratio(colour, THEME_BACKGROUNDS[0])
+        on_dark = min(contrast_ratio(colour, page) for page in THEME_BACKGROUNDS[1:])
+        assert not (on_white >= 4.5 and on_dark >= 4.5), colour
+
+
 def test_in_a_notebook_check_displays_html(monkeypatch, capsys):
     shown = []
     monkeypatch.setattr("IPython.get_ipython", lambda: types.SimpleNamespace(kernel=object()))

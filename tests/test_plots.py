@@ -39,6 +39,15 @@ def test_set_style_applies_the_seaborn_theme():
     assert plt.rcParams["figure.figsize"] == [6.4, 4.0]
 
 
+def test_legends_are_framed_and_opaque_so_no_line_crosses_their_text():
+    _, ax = plt.subplots()
+    ax.plot([0, 1], [0, 1], label="curve")
+    ax.axvline(0.1, color="black", label="reference")
+    legend = ax.legend(loc="upper left")
+    assert legend.get_frame_on() and legend.get_frame().get_alpha() == 1.0
+    assert legend.get_zorder() > max(line.get_zorder() for line in ax.lines)
+
+
 def test_functions_draw_on_a_given_axes_or_a_new_figure():
     _, ax = plt.subplots()
     assert plots.class_balance_plot([0, 0, 1], ax=ax) is ax
@@ -93,6 +102,8 @@ def test_gradient_norm_histogram_by_class_with_clip_norm():
     assert len(ax.lines) == 1 and ax.lines[0].get_xdata()[0] == 1.0
     share = np.mean(norms > 1.0)
     assert legend_texts(ax) == ["legitimate", "fraud", f"C = 1 ({share:.0%} clipped)"]
+    small = plots.gradient_norm_histogram(norms, clip_norm=0.00323117, log_x=True)
+    assert legend_texts(small)[-1].startswith("C = 0.00323 ("), "C rounded to 3 digits"
     assert ax.get_xscale() == "log"
     assert ax.get_ylabel() == "share of the class's examples"
     for patch in ax.patches:  # each class's bars sum to 1, whatever the bin widths

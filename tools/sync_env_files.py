@@ -1,4 +1,4 @@
-"""Write environment.yml and binder/requirements.txt from the lock, requirements.txt.
+"""Write environment.yml and binder/requirements.txt from the runtime lock, requirements.txt.
 
 Run by `make lock` after pip-compile; tests/test_environment_files.py fails if the three
 files drift apart.

@@ -1,4 +1,4 @@
-"""How fast is dpcourse? Five measurements, each row checked against its target.
+"""How fast is dpcourse? Six measurements, each row checked against its target.
 
 1. **paths**: one epoch of the course MLP on the course data (90,000 training rows) with
    each training path, at batch sizes 256 and 1024, Poisson sampling, as a ratio to
@@ -21,6 +21,11 @@
    examples at batch 256, δ = 1e-6 (targets: 0.5 s with RDP, 5 s with PLD).
 5. **course**: every lesson executed top to bottom in a fresh kernel, one after another
    (targets: 60 s and 1.5 GiB each, 6 minutes for the whole course).
+6. **customer**: one epoch of customer-level DP-SGD (``privacy_unit="customer"``: whole
+   customers sampled, each customer's summed gradient clipped with per-customer ghost
+   norms) against one transaction-level DP epoch over the same rows (the training data
+   capped at ``DEFAULT_MAX_EXAMPLES_PER_UNIT`` transactions per customer, batches of the
+   same expected number of rows), interleaved as in part 1. Target: 1.3×.
 
 Run ``make bench`` or ``python benchmarks/bench.py [--parts ...] [--repeats N] [--out PATH]``:
 it prints the tables as Markdown on stdout (progress bars on stderr) and writes them, under
@@ -522,11 +527,137 @@ def course_table() -> Table:
 
 # ---------------------------------------------------------------- main
 
-PARTS = ("paths", "steps", "cli", "calibration", "course")
+# ---------------------------------------------------------------- 6. customer
+
+CUSTOMER_TARGET = 1.3
+
+
+def level_epoch_timer(
+    split: Split, privacy_unit: str, batch_size: int
+) -> tuple[Callable[[], tuple[float, float]], int, int]:
+    """Like :func:`epoch_timer` (the fast path, σ = 1, the second of two epochs), for a run
+    at ``privacy_unit`` on ``split``. Returns the timer, the padded rows P and the steps
+    per epoch."""
+    import numpy as np
+    import tensorflow as tf
+
+    from dpcourse import accounting, training
+
+    config = training.TrainConfig(
+        noise_multiplier=1.0, batch_size=batch_size, epochs=1, privacy_unit=privacy_unit
+    )
+    rng = np.random.default_rng(0)
+    slots = None
+    if privacy_unit == "customer":
+        n_units = len(np.unique(split.customer_train))
+        steps = accounting.steps_per_epoch(n_units, batch_size)
+        indices, weights, slots = training.poisson_unit_batches(
+            split.customer_train,
+            batch_size,
+            steps,
+            rng,
+            examples_per_unit=config.max_examples_per_unit,
+        )
+        slots = np.tile(slots, (2, 1))
+    else:
+        steps = accounting.steps_per_epoch(split.n_train, batch_size)
+        indices, weights = training.poisson_batches(split.n_train, batch_size, steps, rng)
+    twice = (np.tile(a, (2, 1)) for a in (indices, weights))
+    dataset = training.make_dataset(split.x_train, split.y_train, *twice, slots)
+    model = training.compile_model(config, split.n_features, 1.0, indices.shape[1])
+    clock: list[float] = []
+    stopwatch = tf.keras.callbacks.LambdaCallback(
+        on_epoch_begin=lambda epoch, logs: clock.append(time.perf_counter()),
+        on_epoch_end=lambda epoch, logs: clock.append(time.perf_counter()),
+    )
+
+    def epoch() -> tuple[float, float]:
+        clock.clear()
+        cpu_0 = time.process_time()
+        model.fit(dataset, epochs=2, steps_per_epoch=steps, verbose=0, callbacks=[stopwatch])
+        return clock[3] - clock[2], time.process_time() - cpu_0
+
+    epoch()
+    return epoch, indices.shape[1], steps
+
+
+def customer_table(repeats: int) -> Table:
+    """Part 6: a customer-level DP epoch against a transaction-level one, same rows."""
+    import numpy as np
+
+    from dpcourse import data, training
+
+    k, units = training.DEFAULT_MAX_EXAMPLES_PER_UNIT, training.DEFAULT_UNITS_PER_BATCH
+    split = data.cap_per_customer(data.load_split(), k, seed=0)
+    n_units = len(np.unique(split.customer_train))
+    rows_per_batch = round(units * split.n_train / n_units)  # the same expected rows
+    timers = {
+        "transaction": level_epoch_timer(split, "transaction", rows_per_batch),
+        "customer": level_epoch_timer(split, "customer", units),
+    }
+    samples: dict[str, list[tuple[float, float]]] = {level: [] for level in timers}
+    for _ in tqdm(range(repeats), desc="customer vs transaction", file=sys.stderr):
+        for level, (timer, _, _) in timers.items():
+            samples[level].append(timer())
+    medians = {
+        level: [statistics.median(c) for c in zip(*runs, strict=True)]
+        for level, runs in samples.items()
+    }
+    base_wall, base_cpu = medians["transaction"]
+    rows = []
+    for level, label, batch in (
+        ("transaction", "transaction-level DP-SGD", f"{rows_per_batch:,} transactions"),
+        ("customer", "customer-level DP-SGD", f"{units:,} customers"),
+    ):
+        wall, cpu = medians[level]
+        _, padded, steps = timers[level]
+        ratio = wall / base_wall
+        rows.append(
+            (
+                label,
+                batch,
+                f"{steps} × P = {padded:,}",
+                f"{wall:.3f}",
+                f"{ratio:.2f}×",
+                f"{cpu / base_cpu:.2f}×",
+                f"≤ {CUSTOMER_TARGET}×" if level == "customer" else "—",
+                verdict(ratio, CUSTOMER_TARGET) if level == "customer" else "—",
+            )
+        )
+    return Table(
+        title=(
+            f"6. Customer-level DP-SGD: one epoch against a transaction-level DP epoch "
+            f"({split.n_train:,} rows, ≤ {k} per customer, {n_units:,} customers)"
+        ),
+        note=(
+            f"Median of {repeats} interleaved repetitions after a warm-up, each the second "
+            "epoch of a two-epoch `fit`; both on the `fast` path (one backward pass), σ = 1, "
+            "Adam, Poisson sampling as `train` draws it: of transactions at the batch size "
+            "that gives the same expected rows per step, or of whole customers, whose "
+            "summed gradients are clipped with per-customer ghost norms (within-customer "
+            "Gram products). Customer batches vary more in rows, so they are padded more "
+            "(column *steps × padded rows*). The CPU column is process CPU time over both "
+            "epochs."
+        ),
+        header=(
+            "run",
+            "expected batch",
+            "steps × padded rows",
+            "s / epoch",
+            "× transaction-level",
+            "CPU ×",
+            "target",
+            "verdict",
+        ),
+        rows=rows,
+    )
+
+
+PARTS = ("paths", "steps", "cli", "calibration", "course", "customer")
 #: The lessons run first: a kernel's peak RSS, as ``getrusage`` reports it, includes the
 #: peak of the process that started it, so they must be measured before this one loads
 #: TensorFlow and the training paths (about 1.7 GiB).
-RUN_ORDER = ("course", "paths", "steps", "cli", "calibration")
+RUN_ORDER = ("course", "paths", "steps", "cli", "calibration", "customer")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -545,6 +676,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "cli": cli_table,
         "calibration": lambda: calibration_table(args.repeats),
         "course": course_table,
+        "customer": lambda: customer_table(args.repeats),
     }
     results = {part: build[part]() for part in RUN_ORDER if part in args.parts}
     tables = [results[part] for part in PARTS if part in results]

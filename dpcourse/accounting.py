@@ -34,6 +34,12 @@ to norm C as a unit. Removing one example can move that clipped vector by up to 
 sensitivity doubles and the accounting uses σ_eff = σ/2 (TF Privacy's statement does the
 same with ``used_microbatching=True``). With k = 1, σ_eff = σ.
 
+**A privacy unit of k examples.** ``examples_per_unit`` = k > 1 asks for the ε of a unit
+(a customer) that contributes up to k of the examples: tight unit-level accounting with
+Poisson sampling (:mod:`dpcourse.unit_accounting`, RDP only), sensitivity k·C per epoch
+with shuffled batches. Customer-level DP-SGD, which samples and clips whole customers, is
+ordinary DP-SGD with customers as the examples (k = 1).
+
 **Accountants.** ``"rdp"`` is ``dp_accounting.rdp.RdpAccountant`` with its default orders
 (the ones TF Privacy uses) and the modern RDP→(ε, δ) conversion. ``"pld"`` is
 ``dp_accounting.pld.PLDAccountant``: tighter, and pessimistic (it never understates ε), but
@@ -97,6 +103,7 @@ import numpy as np
 from dp_accounting.pld import privacy_loss_distribution as pld_lib
 from dp_accounting.rdp import rdp_privacy_accountant
 
+from dpcourse import unit_accounting
 from dpcourse._validation import (
     MAX_EPOCHS,
     MAX_EXAMPLES,
@@ -245,6 +252,16 @@ class DpSgdRun:
 
           SelfComposedDpEvent(GaussianDpEvent(σ_eff), E)
 
+    ``examples_per_unit`` k: the ε is for a **privacy unit** (a customer) that contributes
+    up to k of the N examples (1, the default: one example, the run's own ε). With Poisson
+    sampling, j ~ Binomial(k, q) of the unit's examples join a step, and the step is the
+    mixture Σⱼ P(j)·N(j, σ_eff²) against N(0, σ_eff²): :mod:`dpcourse.unit_accounting`
+    computes its RDP and ε (RDP accountant only; dp_accounting 0.4.3 has no event for it, so
+    ``dp_event()`` refuses). With shuffled batches all k examples may share one batch, and
+    each epoch is a Gaussian mechanism with sensitivity k·C: ``GaussianDpEvent(σ_eff / k)``.
+    For a run that samples and clips whole units (customer-level DP-SGD) the unit IS the
+    example: N counts units, B the expected units per batch, and k = 1.
+
     σ = 0 is allowed (clipping without noise): its ε is ``math.inf``.
 
     The fields are validated once, here, with a ``ValueError`` that names the field; NumPy
@@ -261,6 +278,7 @@ class DpSgdRun:
     epochs: int
     sampling: str = "poisson"
     microbatch_size: int = 1
+    examples_per_unit: int = 1
 
     def __post_init__(self) -> None:
         n_examples = require_count("n_examples", self.n_examples, MAX_EXAMPLES)
@@ -273,6 +291,7 @@ class DpSgdRun:
             "noise_multiplier": require_accounted_noise_multiplier(self.noise_multiplier),
             "epochs": epochs,
             "microbatch_size": microbatch_size,
+            "examples_per_unit": require_positive_int("examples_per_unit", self.examples_per_unit),
         }
         for name, value in checked.items():
             object.__setattr__(self, name, value)
@@ -302,8 +321,20 @@ class DpSgdRun:
         return {**dataclasses.asdict(self), "steps": self.steps}
 
     def dp_event(self) -> dp_accounting.DpEvent:
-        """The run's ``dp_accounting`` event (class docstring)."""
-        gaussian = dp_accounting.GaussianDpEvent(self.effective_noise_multiplier)
+        """The run's ``dp_accounting`` event (class docstring).
+
+        Raises ``ValueError`` for ``examples_per_unit`` > 1 with Poisson sampling, which no
+        dp_accounting 0.4.3 event describes (:meth:`epsilon` accounts for it).
+        """
+        if self.sampling == "poisson" and self.examples_per_unit > 1:
+            raise ValueError(
+                f"examples_per_unit={self.examples_per_unit} with Poisson sampling has no "
+                "dp_accounting event (a binomial mixture of Gaussians); use the run's "
+                "epsilon(), which accounts for it with dpcourse.unit_accounting."
+            )
+        gaussian = dp_accounting.GaussianDpEvent(
+            self.effective_noise_multiplier / self.examples_per_unit
+        )
         if self.sampling == "poisson":
             step = dp_accounting.PoissonSampledDpEvent(self.sampling_rate, gaussian)
             return dp_accounting.SelfComposedDpEvent(step, self.steps)
@@ -316,9 +347,31 @@ class DpSgdRun:
         """
         delta = _check_delta(delta, self.n_examples)
         require_choice("accountant", accountant, ACCOUNTANTS)
+        self._require_unit_accountant(accountant)
         if self.noise_multiplier == 0:
             return math.inf
+        return self._epsilon_at(delta, accountant)
+
+    def _epsilon_at(self, delta: float, accountant: str) -> float:
+        """ε at a checked δ, σ > 0: dp_accounting's, or the unit-level one for k > 1 units
+        under Poisson sampling (both cached)."""
+        if self.sampling == "poisson" and self.examples_per_unit > 1:
+            return unit_accounting.unit_epsilon(
+                self.sampling_rate,
+                self.effective_noise_multiplier,
+                self.steps,
+                delta,
+                self.examples_per_unit,
+            )
         return _epsilon(self.dp_event(), delta, accountant)
+
+    def _require_unit_accountant(self, accountant: str) -> None:
+        if accountant == "pld" and self.sampling == "poisson" and self.examples_per_unit > 1:
+            raise ValueError(
+                f"accountant='pld' cannot account for examples_per_unit="
+                f"{self.examples_per_unit} with Poisson sampling (dp_accounting has no PLD "
+                "of a binomial mixture of Gaussians); use accountant='rdp'."
+            )
 
     def epsilon_over_training(self, delta: float, accountant: str = "rdp") -> np.ndarray:
         """ε after each epoch 1..E: ``eps[e-1]`` is ε after e epochs.
@@ -330,8 +383,21 @@ class DpSgdRun:
         """
         delta = _check_delta(delta, self.n_examples)
         require_choice("accountant", accountant, ACCOUNTANTS)
+        self._require_unit_accountant(accountant)
         if self.noise_multiplier == 0:
             return np.full(self.epochs, math.inf)
+        if self.sampling == "poisson" and self.examples_per_unit > 1:
+            step_rdp = unit_accounting.unit_step_rdp(
+                self.sampling_rate, self.effective_noise_multiplier, self.examples_per_unit
+            )
+            return np.array(
+                [
+                    rdp_privacy_accountant.compute_epsilon(
+                        unit_accounting.ORDERS, e * self.steps_per_epoch * step_rdp, delta
+                    )[0]
+                    for e in range(1, self.epochs + 1)
+                ]
+            )
         one_epoch = dataclasses.replace(self, epochs=1).dp_event()
         if accountant == "rdp":
             orders, rdp_epoch = _rdp_curve(one_epoch)
@@ -358,7 +424,8 @@ class DpSgdRun:
             ).self_compose(one_epoch.count)
         else:
             epoch_pld = pld_lib.from_gaussian_mechanism(
-                self.effective_noise_multiplier, value_discretization_interval=interval
+                self.effective_noise_multiplier / self.examples_per_unit,
+                value_discretization_interval=interval,
             )
         running = epoch_pld
         epsilons = [running.get_epsilon_for_delta(delta)]
@@ -525,11 +592,13 @@ compute_epsilon = _run_function(
     """ε of a DP-SGD run at the given δ (add-or-remove-one example, all checkpoints).
 
     ``compute_epsilon(n_examples, batch_size, noise_multiplier, epochs, delta, *,
-    accountant="rdp", sampling="poisson", microbatch_size=1)``: the run is
+    accountant="rdp", sampling="poisson", microbatch_size=1, examples_per_unit=1)``: the run is
     ``epochs · ⌊N/B⌋`` steps with noise multiplier σ (σ_eff = σ/2 when ``microbatch_size``
     > 1), sampled as ``sampling`` says; ``math.inf`` when σ = 0. Raises ``ValueError`` on
     invalid input; warns with :class:`DeltaTooLargeWarning` when δ > 0.1/N. The same as
-    ``DpSgdRun(...).epsilon(delta, accountant)``.
+    ``DpSgdRun(...).epsilon(delta, accountant)``. ``examples_per_unit`` k > 1 gives the ε
+    of a unit (a customer) with up to k of the examples by tight unit-level accounting
+    (:class:`DpSgdRun`); k = 1 is the example-level ε, unchanged bit for bit.
     """,
 )
 
@@ -627,8 +696,12 @@ def noise_multiplier_for_epsilon(
     accountant: str = "rdp",
     microbatch_size: int = 1,
     sampling: str = "poisson",
+    examples_per_unit: int = 1,
 ) -> float:
     """Smallest noise multiplier σ whose ε is at most ``target_epsilon``, to 1e-3 relative.
+
+    With ``examples_per_unit`` k > 1 the target is the ε of a unit of up to k examples
+    (:func:`compute_epsilon`).
 
     Returns σ with ``compute_epsilon(..., σ, ...) <= target_epsilon`` and
     ``compute_epsilon(..., σ · (1 − 1e-3), ...) > target_epsilon``. The PLD search starts
@@ -643,15 +716,16 @@ def noise_multiplier_for_epsilon(
         "epochs": epochs,
         "sampling": sampling,
         "microbatch_size": microbatch_size,
+        "examples_per_unit": examples_per_unit,
     }
     # The run to calibrate; its σ is replaced by each candidate of the search.
     run = DpSgdRun(noise_multiplier=MAX_NOISE_MULTIPLIER, **shape)
     delta = _check_delta(delta, run.n_examples)
     require_choice("accountant", accountant, ACCOUNTANTS)
+    run._require_unit_accountant(accountant)
 
     def epsilon_of(sigma: float, name: str = accountant) -> float:
-        event = dataclasses.replace(run, noise_multiplier=sigma).dp_event()
-        return _epsilon(event, delta, name)
+        return dataclasses.replace(run, noise_multiplier=sigma)._epsilon_at(delta, name)
 
     guess, factor = 1.0, 2.0
     if accountant == "pld":

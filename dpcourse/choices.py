@@ -15,3 +15,5 @@ PATHS: tuple[str, ...] = ("fast", "twopass", "xla", "optimizer", "vectorized")
 MODELS: tuple[str, ...] = ("logistic", "mlp")
 #: Update rules of the optimizer that applies the private gradient.
 OPTIMIZERS: tuple[str, ...] = ("adam", "sgd")
+#: What one guarantee protects: a transaction (a row) or a customer (all of its rows).
+PRIVACY_UNITS: tuple[str, ...] = ("transaction", "customer")

@@ -30,7 +30,7 @@ from dpcourse._validation import (
     MAX_SEED,
     MIN_NOISE_MULTIPLIER,
 )
-from dpcourse.choices import ACCOUNTANTS, MODELS, PATHS, SAMPLINGS
+from dpcourse.choices import ACCOUNTANTS, MODELS, PATHS, PRIVACY_UNITS, SAMPLINGS
 
 EXAMPLES = {
     "epsilon": "python -m dpcourse epsilon --examples 60000 --batch-size 256 "
@@ -128,6 +128,13 @@ def _add_run_shape(p: argparse.ArgumentParser) -> None:
     p.add_argument("--accountant", choices=ACCOUNTANTS, default="rdp")
     p.add_argument("--sampling", choices=SAMPLINGS, default="poisson")
     p.add_argument("--microbatch-size", type=_positive_int, default=1, help=_MICROBATCH_HELP)
+    p.add_argument(
+        "--examples-per-unit",
+        type=_positive_int,
+        default=1,
+        help="ε for a unit (a customer) with up to K of the examples, by tight unit-level "
+        "accounting (default 1: one example)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -161,6 +168,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("train", "Train the fraud model, privately (default ε=1) or not.")
     _add_training_options(p)
+    p.add_argument(
+        "--privacy-unit",
+        choices=PRIVACY_UNITS,
+        default=None,
+        help="what the guarantee protects: one transaction (default) or one customer "
+        "(customer-level DP-SGD; --batch-size then counts customers)",
+    )
+    p.add_argument(
+        "--max-examples-per-unit",
+        type=_positive_int,
+        default=None,
+        help="customer-level runs: transactions kept per customer (default 20)",
+    )
 
     p = add("data", "Generate the synthetic transactions data set.")
     p.add_argument("--rows", type=_positive_int, default=None, help="number of transactions")
@@ -295,6 +315,7 @@ def _run_shape(args: argparse.Namespace) -> dict[str, Any]:
         "epochs": args.epochs,
         "sampling": args.sampling,
         "microbatch_size": args.microbatch_size,
+        "examples_per_unit": args.examples_per_unit,
     }
 
 
@@ -386,6 +407,8 @@ def _train_config(args: argparse.Namespace, **defaults: Any):
         "model": args.model,
         "accountant": args.accountant,
         "seed": args.seed,
+        "privacy_unit": getattr(args, "privacy_unit", None),
+        "max_examples_per_unit": getattr(args, "max_examples_per_unit", None),
     }
     chosen = {**defaults, **{k: v for k, v in options.items() if v is not None}}
     if args.no_dp:

@@ -12,7 +12,9 @@ that is M = B/k microbatches (TF Privacy's ``num_microbatches`` = M, ``None`` fo
 3. sum and add Gaussian noise to the SUM: s = Σ_j m̃_j + N(0, (σC)² I);
 4. divide by the number of microbatches: ḡ = s / M.
 
-So the noise on the averaged gradient has std σC/M per coordinate. The functions here
+So the noise on the averaged gradient has std σC/M per coordinate. At the unit level
+(a customer with all its transactions), ``private_unit_mean`` clips each unit's summed
+gradient as one vector instead. The functions here
 implement those steps one by one (``microbatch_means``, ``clip_gradients``,
 ``private_mean``), plus the small diagnostics lessons 02-04 use to choose C and to see
 what clipping and noise do. ``per_example_gradients`` computes the g_i of a course model
@@ -197,6 +199,70 @@ def private_mean(
     clipped = clip_gradients(microbatch_means(grads, microbatch_size), clip)
     noise = generator.normal(0.0, sigma * clip, size=grads.shape[1])
     return (clipped.sum(axis=0) + noise) / m
+
+
+def _as_unit_ids(unit_ids: np.ndarray, n_examples: int) -> np.ndarray:
+    """``unit_ids`` as a 1-D integer array with one id per gradient row."""
+    ids = np.asarray(unit_ids)
+    if ids.shape != (n_examples,) or not np.issubdtype(ids.dtype, np.integer):
+        raise ValueError(
+            f"unit_ids must be a 1-D integer array with one id per gradient row "
+            f"({n_examples}), got shape {ids.shape} and dtype {ids.dtype}."
+        )
+    return ids
+
+
+def unit_gradient_sums(
+    per_example_grads: np.ndarray, unit_ids: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Each unit's gradient, the SUM of its examples' gradients: G_u = Σ_{i: unit(i) = u} g_i.
+
+    G_u is the gradient of the unit's total loss Σ_{i in u} ℓ_i. Returns ``(units, sums)``:
+    the distinct ids in increasing order, shape (U,), and their sums, shape (U, d).
+    """
+    grads = _as_gradient_matrix(per_example_grads)
+    ids = _as_unit_ids(unit_ids, grads.shape[0])
+    units, position = np.unique(ids, return_inverse=True)
+    sums = np.zeros((len(units), grads.shape[1]))
+    np.add.at(sums, position, grads)
+    return units, sums
+
+
+def private_unit_mean(
+    per_example_grads: np.ndarray,
+    unit_ids: np.ndarray,
+    l2_norm_clip: float,
+    noise_multiplier: float,
+    expected_units: float,
+    rng: RngLike = None,
+) -> np.ndarray:
+    """The unit-level DP-SGD gradient: ḡ = (Σ_u clip_C(G_u) + N(0, (σC)² I)) / B_u.
+
+    G_u = Σ_{i in u} g_i is unit u's summed gradient (``unit_gradient_sums``), clipped AS
+    ONE VECTOR to norm C, so adding or removing a whole unit (a customer with all of its
+    transactions) moves the sum by at most C: the sensitivity of ordinary DP-SGD, with
+    the unit in place of the example. B_u is the EXPECTED number of units in a batch
+    (q · number of units under Poisson sampling of units), never the realised one. With
+    σ = 0 the result is exactly Σ_u clip_C(G_u) / B_u.
+
+    Args:
+        per_example_grads: shape (n, d), one flattened gradient per example (row).
+        unit_ids: shape (n,), the unit (e.g. customer id) of each row.
+        l2_norm_clip: clipping norm C > 0, applied to each unit's summed gradient.
+        noise_multiplier: σ >= 0, the ratio of the noise std on the sum to C.
+        expected_units: B_u > 0.
+        rng: ``None``, an integer seed, or a ``numpy.random.Generator``.
+
+    Returns:
+        Shape (d,), float64.
+    """
+    clip = require_positive_number("l2_norm_clip", l2_norm_clip)
+    sigma = require_noise_multiplier(noise_multiplier)
+    units_per_batch = require_positive_number("expected_units", expected_units)
+    generator = _generator(rng)
+    _, sums = unit_gradient_sums(per_example_grads, unit_ids)
+    noise = generator.normal(0.0, sigma * clip, size=sums.shape[1])
+    return (clip_gradients(sums, clip).sum(axis=0) + noise) / units_per_batch
 
 
 def noise_std_on_mean(

@@ -22,6 +22,10 @@ backward pass is gone.
 It applies when every trainable layer is a ``tf.keras.layers.Dense`` on 2-D inputs (all
 course models), the loss is mean-reduced, there are no microbatches and no regularisation
 losses; for anything else ``train_step`` is TF Privacy's own.
+
+``UnitDPSequential`` extends it to a privacy unit of several rows (a customer and its
+transactions): each unit's summed gradient is clipped as one vector, its norm again
+computed without forming it, from within-unit Gram products.
 """
 
 from __future__ import annotations
@@ -81,6 +85,18 @@ class OnePassDPSequential(tensorflow_privacy.DPSequential):
         self, x: tf.Tensor, y: tf.Tensor, weights: tf.Tensor | None
     ) -> tuple[tf.Tensor, list[tf.Tensor]]:
         """(predictions, Σᵢ cᵢ·∇(wᵢℓᵢ) per trainable variable) from one backward pass."""
+        y_pred, records, output_grads = self._layer_records(x, y, weights)
+        squared_norms = tf.add_n(
+            [sqr_norm_fn(g) for (*_, sqr_norm_fn), g in zip(records, output_grads, strict=True)]
+        )
+        clip_weights = clip_grads.compute_clip_weights(self._l2_norm_clip, tf.sqrt(squared_norms))
+        return y_pred, self._weighted_sums(records, output_grads, clip_weights)
+
+    def _layer_records(
+        self, x: tf.Tensor, y: tf.Tensor, weights: tf.Tensor | None
+    ) -> tuple[tf.Tensor, list[tuple[Any, ...]], list[tf.Tensor]]:
+        """Forward and backward pass: predictions, (layer, A, pre-activation, norm fn) of each
+        trainable layer, and its G (the gradient of Σᵢ wᵢℓᵢ at its pre-activation output)."""
         tape = tf.GradientTape(persistent=True, watch_accessed_variables=False)
         registry_fn = clip_grads.get_registry_generator_fn(tape, self._layer_registry)
 
@@ -97,19 +113,20 @@ class OnePassDPSequential(tensorflow_privacy.DPSequential):
             )
             summed_loss = tf.reduce_sum(self._per_example_loss(y, y_pred, weights))
         records = [record for record in records if record is not None]
-        # G of every layer: the gradient of Σᵢ wᵢℓᵢ at its pre-activation output.
         output_grads = tape.gradient(summed_loss, [record[2] for record in records])
-        squared_norms = tf.add_n(
-            [sqr_norm_fn(g) for (*_, sqr_norm_fn), g in zip(records, output_grads, strict=True)]
-        )
-        clip_weights = clip_grads.compute_clip_weights(self._l2_norm_clip, tf.sqrt(squared_norms))
+        return y_pred, records, output_grads
+
+    def _weighted_sums(
+        self, records: list[tuple[Any, ...]], output_grads: list[tf.Tensor], row_weights: tf.Tensor
+    ) -> list[tf.Tensor]:
+        """Σᵢ cᵢ·∇ᵢ per trainable variable: Aᵀ·diag(c)·G (kernel) and Gᵀc (bias)."""
         by_variable = {}
         for (layer, inputs, *_), g in zip(records, output_grads, strict=True):
-            weighted = g * clip_weights[:, tf.newaxis]  # diag(c)·G
+            weighted = g * row_weights[:, tf.newaxis]  # diag(c)·G
             by_variable[layer.kernel.ref()] = tf.matmul(inputs, weighted, transpose_a=True)
             if layer.use_bias:
                 by_variable[layer.bias.ref()] = tf.reduce_sum(weighted, axis=0)
-        return y_pred, [by_variable[v.ref()] for v in self.trainable_variables]
+        return [by_variable[v.ref()] for v in self.trainable_variables]
 
     def _per_example_loss(
         self, y: tf.Tensor, y_pred: tf.Tensor, weights: tf.Tensor | None
@@ -118,3 +135,95 @@ class OnePassDPSequential(tensorflow_privacy.DPSequential):
         config = self.loss.get_config()
         config["reduction"] = tf.keras.losses.Reduction.NONE
         return self.loss.from_config(config)(y, y_pred, weights)
+
+
+class UnitDPSequential(OnePassDPSequential):
+    """DP-SGD with a privacy unit larger than one row: each unit's gradient clipped as one.
+
+    A unit u (a customer) contributes rows i ∈ u (its transactions, at most
+    ``examples_per_unit`` = k of them). Its gradient is the SUM of its rows' gradients,
+    ∇_u = Σ_{i∈u} ∇(wᵢℓᵢ), clipped as one vector: c_u = min(1, C/‖∇_u‖). A step computes
+    ``(Σ_u c_u·∇_u + N(0, σ²C²·I)) / P`` over the P rows it is given (the caller rescales
+    P to the expected number of units, as for ``OnePassDPSequential``).
+
+    **Norms without per-unit gradients.** For a dense layer with inputs A (rows aᵢ) and
+    output gradients G (rows gᵢ), unit u's kernel gradient is A_uᵀG_u = Σ_{i∈u} aᵢgᵢᵀ and::
+
+        ‖A_uᵀG_u‖²_F = Σ_{i,j∈u} (aᵢ·aⱼ)(gᵢ·gⱼ)        ‖Σ_{i∈u} gᵢ‖² = Σ_{i,j∈u} gᵢ·gⱼ  (bias)
+
+    Rows are scattered into a (units, k, ·) layout. A layer takes the cheaper of the two
+    exact routes: the within-unit Gram matrices of A and G (k×k per unit, k²(d_in + d_out)
+    products), or the kernel gradient A_uᵀG_u itself (k·d_in·d_out products). For the
+    course MLP at k = 20 (layers 16→32→16→1) that is the kernel gradient everywhere: the
+    train step measured 1.7× the transaction-level step at the same rows, against 2.1× with
+    Gram matrices (2 CPUs under load). The clipped sum is then the same one product as
+    for examples, Aᵀ·diag(c_{u(i)})·G, from the same single backward pass.
+
+    **Input.** ``x`` is a pair ``(features, slots)``: ``slots[i] = k·(position of row i's
+    unit in the batch) + (row i's index within its unit)``, and −1 for a padding row (its
+    weight must be 0, so its gradient is 0). ``predict`` and ``evaluate`` take features
+    alone, like any course model. Only models for which ``one_pass_applies()`` holds.
+    """
+
+    def __init__(self, *args: Any, examples_per_unit: int, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if not isinstance(examples_per_unit, int) or examples_per_unit < 1:
+            raise ValueError(
+                f"examples_per_unit must be a positive integer, got {examples_per_unit!r}."
+            )
+        self.examples_per_unit = examples_per_unit
+
+    def train_step(self, data: Any) -> dict[str, tf.Tensor]:
+        """One unit-level DP-SGD step (see the class docstring)."""
+        if not self.one_pass_applies():
+            raise ValueError(
+                "unit-level DP-SGD needs every trainable layer to be a Dense layer on 2-D "
+                "inputs, a mean-reduced Loss object, no microbatches and no "
+                "regularisation losses (the per-unit ghost norms cover exactly these)."
+            )
+        (x, slots), y, weights = tf.keras.utils.unpack_x_y_sample_weight(data)
+        y_pred, records, output_grads = self._layer_records(x, y, weights)
+        unit_norms = tf.sqrt(self._unit_squared_norms(records, output_grads, slots))
+        unit_weights = clip_grads.compute_clip_weights(self._l2_norm_clip, unit_norms)
+        row_unit = tf.math.floordiv(slots, self.examples_per_unit)
+        row_weights = tf.where(
+            slots >= 0, tf.gather(unit_weights, tf.maximum(row_unit, 0)), tf.zeros_like(x[:, 0])
+        )
+        clipped_sum = self._weighted_sums(records, output_grads, row_weights)
+        rows = tf.shape(y)[0]
+        grads = [g / tf.cast(rows, g.dtype) for g in clipped_sum]
+        if self._noise_multiplier > 0:
+            grads = gradient_clipping_utils.add_aggregate_noise(
+                grads, rows, self._l2_norm_clip, self._noise_multiplier, loss_model=self
+            )
+        self.compiled_loss(y, y_pred, sample_weight=weights)
+        self.optimizer.apply_gradients(zip(grads, self.trainable_variables, strict=True))
+        self.compiled_metrics.update_state(y, y_pred)
+        return {metric.name: metric.result() for metric in self.metrics}
+
+    def _unit_squared_norms(
+        self, records: list[tuple[Any, ...]], output_grads: list[tf.Tensor], slots: tf.Tensor
+    ) -> tf.Tensor:
+        """‖∇_u‖² for every unit slot of the batch, from the within-unit Gram products."""
+        k = self.examples_per_unit
+        units = tf.maximum(tf.math.floordiv(tf.reduce_max(slots), k) + 1, 1)
+        n_slots = units * k
+
+        def by_unit(rows: tf.Tensor) -> tf.Tensor:  # (P, d) → (units, k, d); slot −1 dropped
+            grouped = tf.math.unsorted_segment_sum(rows, slots, n_slots)
+            return tf.reshape(grouped, [units, k, -1])
+
+        total = tf.zeros([units], dtype=output_grads[0].dtype)
+        for (layer, inputs, *_), g in zip(records, output_grads, strict=True):
+            a_u, g_u = by_unit(inputs), by_unit(g)
+            d_in, d_out = inputs.shape[-1], g.shape[-1]
+            if k * (d_in + d_out) < d_in * d_out:  # Gram products: k²(d_in + d_out) per unit
+                gram_g = tf.matmul(g_u, g_u, transpose_b=True)  # (units, k, k): gᵢ·gⱼ
+                gram_a = tf.matmul(a_u, a_u, transpose_b=True)  # aᵢ·aⱼ
+                total += tf.reduce_sum(gram_a * gram_g, axis=[1, 2])
+            else:  # the kernel gradient itself: k·d_in·d_out per unit
+                kernel = tf.einsum("ukd,uke->ude", a_u, g_u)  # A_uᵀG_u
+                total += tf.reduce_sum(tf.square(kernel), axis=[1, 2])
+            if layer.use_bias:
+                total += tf.reduce_sum(tf.square(tf.reduce_sum(g_u, axis=1)), axis=1)
+        return total

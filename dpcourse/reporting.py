@@ -13,20 +13,25 @@ when one was run, an empirical audit (a lower bound, never the guarantee).
 
 :func:`model_card` fills such a card in from a :class:`~dpcourse.accounting.PrivacyReport`
 (or a training result carrying one), so every number in it comes from the run itself.
-A transaction-level guarantee can be extended to a coarser unit (a customer with at most
-k transactions) by group privacy, :func:`dpcourse.accounting.group_epsilon`:
-(ε, δ) per transaction gives (kε, k·e^{(k−1)ε}·δ) per customer.
+A transaction-level guarantee can be stated for a coarser unit too (a customer with at
+most k transactions, bounded before training): the card gives that unit's ε at the run's
+own δ by tight unit-level accounting (``DpSgdRun(examples_per_unit=k)``), not by the
+group-privacy lemma, whose (kε, k·e^{(k−1)ε}·δ) soon reaches δ = 1 and then bounds
+nothing. A customer-level run (``privacy_unit="customer"``) needs neither: its unit is
+the customer.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from numbers import Integral, Real
 from typing import Any
 
-from dpcourse.accounting import PrivacyReport, group_epsilon
+from dpcourse.accounting import DeltaTooLargeWarning, PrivacyReport
 
 __all__ = ["PRIVACY_TIERS", "PRODUCTION_CAVEATS", "ModelCard", "model_card", "privacy_tier"]
 
@@ -171,7 +176,10 @@ def _group_guarantee(
     ):
         raise ValueError(f"n_groups must be an integer >= 1 or None, got {n_groups!r}.")
     if math.isfinite(report.epsilon):
-        epsilon, delta = group_epsilon(report.epsilon, report.delta, int(group_size))
+        unit_run = dataclasses.replace(report.run, examples_per_unit=int(group_size))
+        with warnings.catch_warnings():  # the report's δ was judged when it was made
+            warnings.simplefilter("ignore", DeltaTooLargeWarning)
+            epsilon, delta = unit_run.epsilon(report.delta, "rdp"), report.delta
     else:  # σ = 0: no guarantee per record, none per group either
         epsilon, delta = math.inf, 1.0
     return {
@@ -181,6 +189,15 @@ def _group_guarantee(
         "delta": delta,
         "n_groups": n_groups,
     }
+
+
+def _mechanism(unit: str, microbatches: str) -> str:
+    if unit == "transaction":
+        return f"DP-SGD with per-example clipping, {microbatches}"
+    return (
+        f"{unit}-level DP-SGD: {unit}s are sampled, and each sampled {unit}'s summed "
+        "gradient (all of its rows) is clipped to norm C as one vector"
+    )
 
 
 def _delta_note(delta: float, n: int, unit: str) -> str:
@@ -268,9 +285,11 @@ def model_card(
     ``dpcourse.training.TrainResult``. ``model``, ``data`` and ``tuned`` describe the model,
     the training data and what was tuned on which data (tuning on the private data costs
     privacy too). With ``group_unit`` and ``group_size`` = k (e.g. "customer", 5: at most
-    k records per customer, enforced before training), the card adds the group-privacy
-    guarantee (kε, k·e^{(k−1)ε}·δ) and, given ``n_groups``, compares its δ with
-    1/``n_groups``.
+    k records per customer, enforced before training), the card adds that unit's guarantee
+    at the run's δ by unit-level RDP accounting (``DpSgdRun(examples_per_unit=k)``; at
+    the lemma's δ_k it is never above the group-privacy lemma's kε) and, given ``n_groups``,
+    compares its δ with 1/``n_groups``. For a customer-level run (privacy unit
+    "customer") the unit is already the customer: give no group.
 
     Every card states the reporting tier (:func:`privacy_tier`) of the guarantee it leads
     with, the DP setting, and the command that recomputes the ε from the card's own numbers
@@ -322,8 +341,8 @@ def model_card(
             (
                 f"{group['unit'].capitalize()}-level guarantee",
                 f"(ε = {group['epsilon']:.3g}, δ = {group['delta']:.3g}) per {group['unit']}, "
-                f"by group privacy over at most {group['size']} {unit}s per {group['unit']} "
-                "(bounded before training)",
+                f"for at most {group['size']} {unit}s per {group['unit']} (bounded before "
+                "training), by unit-level RDP accounting of the same run",
             )
         )
     privacy_rows += [
@@ -351,7 +370,7 @@ def model_card(
         privacy_rows.append(audit_row)
     training_rows = [
         ("Model", model),
-        ("Mechanism", f"DP-SGD with per-example clipping, {microbatches}"),
+        ("Mechanism", _mechanism(unit, microbatches)),
         (
             "Clipping norm C",
             "not recorded" if report.l2_norm_clip is None else f"{report.l2_norm_clip:g}",

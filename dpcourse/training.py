@@ -38,6 +38,12 @@ all return ``(Σ clipped + N(0, σ²C²)) / P``, the noise being σC on the sum 
 above; with shuffled batches P = B and the scale is 1. The non-private baseline uses the
 same batches, weights and rescaling, without clipping or noise.
 
+**Privacy unit.** ``privacy_unit="customer"`` samples customers instead of transactions
+and clips each sampled customer's summed gradient as one vector (``TrainConfig``;
+``fast_clipping.UnitDPSequential``; ``poisson_unit_batches``). The step is the formula
+above with customers in place of examples and B the expected customers per batch, so the
+run is accounted as ordinary DP-SGD over customers. An epoch is ⌊customers / B⌋ steps.
+
 **Paths** (same maths, different speed; lesson 04's speed ladder):
 
 * ``"fast"``: ``dpcourse.fast_clipping.OnePassDPSequential``, a ``DPSequential`` with
@@ -95,14 +101,21 @@ from dpcourse._validation import (
     require_positive_number,
     require_seed,
 )
-from dpcourse.choices import ACCOUNTANTS, MODELS, OPTIMIZERS, PATHS
-from dpcourse.data import TARGET_FRAUD_RATE, Split, load_split
-from dpcourse.fast_clipping import OnePassDPSequential
+from dpcourse.choices import ACCOUNTANTS, MODELS, OPTIMIZERS, PATHS, PRIVACY_UNITS
+from dpcourse.data import TARGET_FRAUD_RATE, Split, cap_per_customer, load_split
+from dpcourse.fast_clipping import OnePassDPSequential, UnitDPSequential
 from dpcourse.metrics import evaluate
 from dpcourse.models import DEFAULT_HIDDEN, model_layers
 
 #: The privacy target used when ``private=True`` and neither a target ε nor σ is given.
 DEFAULT_TARGET_EPSILON = 1.0
+#: Expected examples per batch of a transaction-level run, and expected customers per batch
+#: of a customer-level run (q ≈ 0.09 on the course data in both cases), when not given.
+DEFAULT_BATCH_SIZE = 8192
+DEFAULT_UNITS_PER_BATCH = 1024
+#: Transactions kept per customer (at random) for customer-level DP-SGD, when not given:
+#: 89 % of the course's training transactions, and per-customer Gram products of 20 × 20.
+DEFAULT_MAX_EXAMPLES_PER_UNIT = 20
 #: Padding of Poisson batches, in standard deviations of the batch size above B. A batch
 #: exceeds it with probability about 1e-9 per step (then the padding grows to fit).
 PADDING_SDS = 6.0
@@ -166,6 +179,18 @@ class TrainConfig:
     for lessons and tests, whose numbers must be reproducible, wrong for a model you
     release, whose noise anyone could then regenerate; draw it from the OS for that
     (``secrets.randbits(32)``, as ``python -m dpcourse train`` does without ``--seed``).
+
+    ``privacy_unit="customer"`` trains **customer-level DP-SGD**: each step Poisson-samples
+    customers at rate q = ``batch_size`` / (customers in the training split), so
+    ``batch_size`` is then the expected number of CUSTOMERS per batch (default
+    ``DEFAULT_UNITS_PER_BATCH``; ``DEFAULT_BATCH_SIZE`` examples for transactions). Before
+    training each customer keeps at most ``max_examples_per_unit`` = k transactions (default
+    ``DEFAULT_MAX_EXAMPLES_PER_UNIT``; ``data.cap_per_customer`` with ``seed``). A sampled
+    customer contributes the SUM of its transactions' gradients, clipped as one vector to
+    norm C; the noise N(0, σ²C²) goes on the sum over customers, which is divided by the
+    expected number of customers per batch. The run is accounted as ordinary DP-SGD with
+    customers as the examples, and reported per customer. Needs Poisson sampling, the
+    "fast" path and one example per microbatch.
     """
 
     model: str = "mlp"
@@ -174,7 +199,7 @@ class TrainConfig:
     target_epsilon: float | None = None
     noise_multiplier: float | None = None
     l2_norm_clip: float = 1.0
-    batch_size: int = 8192
+    batch_size: int | None = None
     epochs: int = 16
     learning_rate: float = 0.02
     delta: float = 1e-6
@@ -186,8 +211,11 @@ class TrainConfig:
     prior_fraud_rate: float | None = TARGET_FRAUD_RATE
     optimizer: Literal["adam", "sgd"] = "adam"
     seed: int = 0
+    privacy_unit: Literal["transaction", "customer"] = "transaction"
+    max_examples_per_unit: int | None = None
 
     def __post_init__(self) -> None:
+        self._check_privacy_unit()
         require_choice("model", self.model, MODELS)
         if isinstance(self.hidden, str) or not isinstance(self.hidden, Sequence):
             raise ValueError(f"hidden must be a sequence of layer widths, got {self.hidden!r}.")
@@ -216,6 +244,41 @@ class TrainConfig:
             raise ValueError(f"prior_fraud_rate must be None or in (0, 1), got {prior!r}.")
         require_choice("optimizer", self.optimizer, OPTIMIZERS)
         require_seed(self.seed)
+
+    def _check_privacy_unit(self) -> None:
+        """Validate the unit and fill in the unit's defaults (batch size, cap)."""
+        require_choice("privacy_unit", self.privacy_unit, PRIVACY_UNITS)
+        customer = self.privacy_unit == "customer"
+        if self.batch_size is None:
+            default = DEFAULT_UNITS_PER_BATCH if customer else DEFAULT_BATCH_SIZE
+            object.__setattr__(self, "batch_size", default)
+        cap = self.max_examples_per_unit
+        if not customer:
+            if cap is not None:
+                raise ValueError(
+                    f"max_examples_per_unit must be None for privacy_unit='transaction', got "
+                    f"{cap!r}: it caps the transactions of each customer in customer-level "
+                    "DP-SGD. Set privacy_unit='customer', or cap the data yourself "
+                    "(data.cap_per_customer) and account with compute_epsilon(..., "
+                    "examples_per_unit=k)."
+                )
+            return
+        if cap is None:
+            object.__setattr__(self, "max_examples_per_unit", DEFAULT_MAX_EXAMPLES_PER_UNIT)
+        else:
+            require_positive_int("max_examples_per_unit", cap)
+        for name, value, allowed in (
+            ("private", self.private, True),
+            ("sampling", self.sampling, "poisson"),
+            ("path", self.path, "fast"),
+            ("microbatch_size", self.microbatch_size, 1),
+        ):
+            if value != allowed:
+                raise ValueError(
+                    f"{name} must be {allowed!r} for privacy_unit='customer' (customer-level "
+                    f"DP-SGD samples whole customers and clips each one's summed gradient "
+                    f"with per-customer ghost norms), got {value!r}."
+                )
 
     def _check_optimizer_memory(self) -> None:
         """The DP Keras optimizers build a Jacobian of M per-microbatch losses over a batch
@@ -272,9 +335,10 @@ class TrainConfig:
         return None if self.microbatch_size == 1 else self.batch_size // self.microbatch_size
 
     def run(self, n_train: int) -> accounting.DpSgdRun | None:
-        """The DP-SGD run this configuration trains on ``n_train`` examples; None when not
-        private. Its σ is ``noise_multiplier``, or calibrated so that the run's ε (with this
-        δ and accountant) does not exceed ``target_epsilon``."""
+        """The DP-SGD run this configuration trains on ``n_train`` examples (customers, for
+        ``privacy_unit="customer"``); None when not private. Its σ is ``noise_multiplier``,
+        or calibrated so that the run's ε (with this δ and accountant) does not exceed
+        ``target_epsilon``."""
         if not self.private:
             return None
         shape = {
@@ -365,6 +429,78 @@ def shuffled_batches(
     return indices, np.ones(indices.shape, dtype=np.float32)
 
 
+def poisson_unit_batches(
+    unit_of_row: np.ndarray,
+    units_per_batch: int,
+    steps: int,
+    rng: np.random.Generator,
+    *,
+    examples_per_unit: int,
+    padding_sds: float = PADDING_SDS,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A Poisson sampling schedule over UNITS (customers): ``(indices, weights, slots)``.
+
+    At each step every unit (distinct value of ``unit_of_row``) is included independently
+    with probability q = units_per_batch / U (U units), and a sampled unit brings all of its
+    rows, at most ``examples_per_unit`` = k of them (cap them first, e.g. with
+    ``data.cap_per_customer``; more raises ``ValueError``). Drawn as: M ~ Binomial(U, q)
+    units, then a uniformly random M-subset, as in :func:`poisson_batches`.
+
+    Row t of each array (shape (steps, P)) lists the sampled units' rows, unit after unit:
+    ``indices`` the row numbers, ``weights`` 1, and ``slots`` = k·(the unit's position in
+    the batch) + (the row's index within its unit), the layout ``UnitDPSequential`` reads;
+    then padding up to P (index 0, weight 0, slot −1). P is the expected number of rows
+    plus ``padding_sds`` standard deviations (the rows of a batch are Σ_u Bernoulli(q)·n_u,
+    with variance q(1−q)·Σ_u n_u²), or the largest realised batch if that is larger.
+    """
+    units_all = np.asarray(unit_of_row)
+    if units_all.ndim != 1 or units_all.size == 0:
+        raise ValueError(
+            f"unit_of_row must be a non-empty 1-D array of unit ids, got shape {units_all.shape}."
+        )
+    k = require_positive_int("examples_per_unit", examples_per_unit)
+    order = np.argsort(units_all, kind="stable")
+    _, starts, counts = np.unique(units_all[order], return_index=True, return_counts=True)
+    n_units = len(counts)
+    if not is_integer(units_per_batch) or not 1 <= units_per_batch <= n_units:
+        raise ValueError(
+            f"units_per_batch must be an integer between 1 and the number of units "
+            f"({n_units}), got {units_per_batch!r}."
+        )
+    if counts.max() > k:
+        raise ValueError(
+            f"a unit has {counts.max()} rows but examples_per_unit={k}: cap the rows per "
+            "unit first (data.cap_per_customer) or raise examples_per_unit."
+        )
+    require_positive_int("steps", steps)
+    _require_generator(rng)
+    if not is_real(padding_sds) or padding_sds < 0:
+        raise ValueError(f"padding_sds must be a number >= 0, got {padding_sds!r}.")
+    q = units_per_batch / n_units
+    expected_rows = q * counts.sum()
+    row_sd = math.sqrt(q * (1 - q) * float((counts.astype(np.float64) ** 2).sum()))
+    padded = min(len(units_all), math.ceil(expected_rows + padding_sds * row_sd))
+
+    batches = []
+    for m in rng.binomial(n_units, q, size=steps):
+        chosen = rng.choice(n_units, size=m, replace=False)
+        sizes = counts[chosen]
+        first = np.repeat(np.cumsum(sizes) - sizes, sizes)
+        within = np.arange(sizes.sum()) - first
+        rows = order[np.repeat(starts[chosen], sizes) + within]
+        slots = np.repeat(np.arange(m), sizes) * k + within
+        batches.append((rows, slots))
+    width = max([padded] + [len(rows) for rows, _ in batches])
+    indices = np.zeros((steps, width), dtype=np.int32)
+    weights = np.zeros((steps, width), dtype=np.float32)
+    slots_out = np.full((steps, width), -1, dtype=np.int32)
+    for t, (rows, slots) in enumerate(batches):
+        indices[t, : len(rows)] = rows
+        weights[t, : len(rows)] = 1.0
+        slots_out[t, : len(rows)] = slots
+    return indices, weights, slots_out
+
+
 def _scale_gradients(scale: float) -> Callable[[GradientsAndVariables], GradientsAndVariables]:
     """A Keras ``gradient_transformers`` entry multiplying every gradient by ``scale``."""
 
@@ -447,6 +583,16 @@ def _dp_sequential(
 ) -> tf.keras.Model:
     """The ``DPSequential`` of the "fast", "twopass" or "xla" path, warning on fallback."""
     registry = make_default_layer_registry() if config.path != "xla" else None
+    if config.privacy_unit == "customer":
+        model = UnitDPSequential(
+            examples_per_unit=config.max_examples_per_unit,
+            use_xla=False,
+            layer_registry=registry,
+            layers=list(layers),
+            name=config.model,
+            **dp,
+        )
+        return model  # its train step refuses models it cannot clip per customer
     model_class = OnePassDPSequential if config.path == "fast" else tensorflow_privacy.DPSequential
     model = model_class(
         num_microbatches=config.num_microbatches,
@@ -478,14 +624,20 @@ def _dp_sequential(
 
 
 def make_dataset(
-    x: np.ndarray, y: np.ndarray, indices: np.ndarray, sample_weights: np.ndarray
+    x: np.ndarray,
+    y: np.ndarray,
+    indices: np.ndarray,
+    sample_weights: np.ndarray,
+    slots: np.ndarray | None = None,
 ) -> tf.data.Dataset:
     """The batches a schedule describes, in order, for ``model.fit``.
 
     Row t of ``indices`` and ``sample_weights`` (shape (steps, P), from ``poisson_batches``
     or ``shuffled_batches``) becomes the batch ``(x[idx_t], y[idx_t] as (P, 1), w_t)``;
     the rows are gathered on the fly, so the schedule never copies the data, and the next
-    batch is gathered while the current step runs.
+    batch is gathered while the current step runs. With ``slots`` (customer-level runs,
+    from ``poisson_unit_batches``) the features are the pair ``(x[idx_t], slots_t)`` that
+    ``UnitDPSequential`` reads.
 
     tf.data's autotuning is switched off: a gather is too cheap to tune, and with it about
     one ``model.fit`` call of a few seconds in three ended 2 s late (deleting the iterator
@@ -493,8 +645,14 @@ def make_dataset(
     """
     x_all = tf.constant(x, dtype=tf.float32)
     y_all = tf.constant(np.asarray(y, dtype=np.float32).reshape(-1, 1))
-    schedule = tf.data.Dataset.from_tensor_slices((indices, sample_weights))
-    batches = schedule.map(lambda idx, w: (tf.gather(x_all, idx), tf.gather(y_all, idx), w))
+    if slots is None:
+        schedule = tf.data.Dataset.from_tensor_slices((indices, sample_weights))
+        batches = schedule.map(lambda idx, w: (tf.gather(x_all, idx), tf.gather(y_all, idx), w))
+    else:
+        schedule = tf.data.Dataset.from_tensor_slices((indices, sample_weights, slots))
+        batches = schedule.map(
+            lambda idx, w, slot: ((tf.gather(x_all, idx), slot), tf.gather(y_all, idx), w)
+        )
     options = tf.data.Options()
     options.autotune.enabled = False
     return batches.prefetch(2).with_options(options)
@@ -545,7 +703,9 @@ class TrainResult:
     ``history`` has per-epoch ``loss`` (mean weighted training loss, not private) and
     ``seconds``; ``metrics`` is ``dpcourse.metrics.evaluate`` on the test set; ``run`` is
     the ``DpSgdRun`` trained (σ as actually used) and ``privacy`` its ``PrivacyReport``
-    (both None when not private); ``n_train`` is the size of the training split;
+    (both None when not private); ``n_train`` is the size of the training split (after the
+    cap per customer, for customer-level runs) and ``n_units`` the number of privacy units
+    in it (customers; ``n_train`` for transaction-level runs);
     ``padded_batch_size`` is the fixed batch shape P. ``compile_seconds`` is the one-off
     tracing of the train step into a TensorFlow graph, done before ``model.fit`` starts (it
     does not depend on the number of steps, and the DP step, which computes per-example
@@ -560,6 +720,7 @@ class TrainResult:
     privacy: accounting.PrivacyReport | None
     config: TrainConfig
     n_train: int
+    n_units: int
     train_seconds: float
     compile_seconds: float
     padded_batch_size: int
@@ -571,8 +732,8 @@ class TrainResult:
 
     @property
     def steps(self) -> int:
-        """Steps trained: epochs · (n_train // batch_size)."""
-        return accounting.total_steps(self.n_train, self.config.batch_size, self.config.epochs)
+        """Steps trained: epochs · (n_units // batch_size)."""
+        return accounting.total_steps(self.n_units, self.config.batch_size, self.config.epochs)
 
     def summary(self) -> dict[str, Any]:
         """A flat, JSON-ready dict: metrics, the privacy figures and the run's shape."""
@@ -590,6 +751,9 @@ class TrainResult:
             "microbatches": self.config.num_microbatches,
             "microbatch_size": self.config.microbatch_size,
             "n_train": self.n_train,
+            "privacy_unit": self.config.privacy_unit,
+            "n_units": self.n_units,
+            "units_per_batch": self.config.batch_size,
             "sampling": self.config.sampling,
             "accountant": self.config.accountant,
             "path": self.config.path if self.config.private else None,
@@ -617,26 +781,51 @@ def train(
     if verbose not in (0, 1) or isinstance(verbose, bool):
         raise ValueError(f"verbose must be 0 (silent) or 1 (progress bar), got {verbose!r}.")
     split = load_split() if split is None else split
+    customer = config.privacy_unit == "customer"
+    if customer:
+        if split.customer_train is None:
+            raise ValueError(
+                "privacy_unit='customer' needs a customer id for every training transaction "
+                "(split.customer_train is None; the Kaggle schema has none)."
+            )
+        split = cap_per_customer(split, config.max_examples_per_unit, seed=config.seed)
     n_train = split.n_train
-    if config.batch_size > n_train:
+    n_units = len(np.unique(split.customer_train)) if customer else n_train
+    if config.batch_size > n_units:
         raise ValueError(
-            f"batch_size must be <= the number of training examples ({n_train}), got "
-            f"{config.batch_size}."
+            f"batch_size must be <= the number of training "
+            f"{'customers' if customer else 'examples'} ({n_units}), got {config.batch_size}."
         )
-    steps_per_epoch = accounting.steps_per_epoch(n_train, config.batch_size)
-    entries = steps_per_epoch * config.epochs * padded_batch_size(n_train, config.batch_size)
+    steps_per_epoch = accounting.steps_per_epoch(n_units, config.batch_size)
+    slots_per_unit = config.max_examples_per_unit if customer else 1
+    entries = (
+        steps_per_epoch
+        * config.epochs
+        * padded_batch_size(n_units, config.batch_size)
+        * slots_per_unit
+    )
     if entries > MAX_SCHEDULE_ENTRIES:
         raise ValueError(
-            f"epochs={config.epochs} with batch_size={config.batch_size} on {n_train:,} "
-            f"examples needs a sampling schedule of {entries:,} entries, more than "
-            f"MAX_SCHEDULE_ENTRIES={MAX_SCHEDULE_ENTRIES:,} (memory); train fewer epochs."
+            f"epochs={config.epochs} with batch_size={config.batch_size} on {n_units:,} "
+            f"{'customers' if customer else 'examples'} needs a sampling schedule of "
+            f"{entries:,} entries, more than MAX_SCHEDULE_ENTRIES={MAX_SCHEDULE_ENTRIES:,} "
+            "(memory); train fewer epochs."
         )
-    run = config.run(n_train)
+    run = config.run(n_units)
     sigma = None if run is None else run.noise_multiplier
 
     tf.keras.utils.set_random_seed(config.seed)
     rng = np.random.default_rng(config.seed)
-    if config.sampling == "poisson":
+    slots = None
+    if customer:
+        indices, mask, slots = poisson_unit_batches(
+            split.customer_train,
+            config.batch_size,
+            steps_per_epoch * config.epochs,
+            rng,
+            examples_per_unit=config.max_examples_per_unit,
+        )
+    elif config.sampling == "poisson":
         indices, mask = poisson_batches(
             n_train, config.batch_size, steps_per_epoch * config.epochs, rng
         )
@@ -644,7 +833,9 @@ def train(
         indices, mask = shuffled_batches(n_train, config.batch_size, config.epochs, rng)
     padded = indices.shape[1]
     class_weight = np.where(split.y_train == 1, config.positive_weight, 1.0).astype(np.float32)
-    batches = make_dataset(split.x_train, split.y_train, indices, mask * class_weight[indices])
+    batches = make_dataset(
+        split.x_train, split.y_train, indices, mask * class_weight[indices], slots
+    )
 
     model = compile_model(config, split.n_features, sigma or 0.0, padded)
     description = f"DP-SGD σ={sigma:.3g}" if config.private else "non-private"
@@ -663,7 +854,10 @@ def train(
     privacy = None
     if run is not None:
         privacy = run.report(
-            config.delta, accountant=config.accountant, l2_norm_clip=config.l2_norm_clip
+            config.delta,
+            accountant=config.accountant,
+            l2_norm_clip=config.l2_norm_clip,
+            privacy_unit=config.privacy_unit,
         )
     return TrainResult(
         model=model,
@@ -673,6 +867,7 @@ def train(
         privacy=privacy,
         config=config,
         n_train=n_train,
+        n_units=n_units,
         train_seconds=train_seconds,
         compile_seconds=compile_seconds,
         padded_batch_size=padded,
@@ -681,12 +876,17 @@ def train(
 
 def with_changes(config: TrainConfig, **changes: Any) -> TrainConfig:
     """``dataclasses.replace`` that switches privacy cleanly: giving ``noise_multiplier``
-    clears ``target_epsilon`` and vice versa, and ``private=False`` clears both.
+    clears ``target_epsilon`` and vice versa, ``private=False`` clears both, and a new
+    ``privacy_unit`` resets ``batch_size`` and ``max_examples_per_unit`` to that unit's
+    defaults unless they are given too.
     """
     if "noise_multiplier" in changes:
         changes.setdefault("target_epsilon", None)
     if "target_epsilon" in changes:
         changes.setdefault("noise_multiplier", None)
+    if "privacy_unit" in changes:  # batch_size counts the new unit: its default unless given
+        changes.setdefault("batch_size", None)
+        changes.setdefault("max_examples_per_unit", None)
     if changes.get("private") is False:
         changes.setdefault("target_epsilon", None)
         changes.setdefault("noise_multiplier", None)

@@ -8,6 +8,7 @@ privacy statement, and TF Privacy's published MNIST figure.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import inspect
 import math
 import warnings
@@ -646,22 +647,32 @@ def test_swapped_statement_arguments_fail_loudly():
         (
             compute_epsilon,
             ["n_examples", "batch_size", "noise_multiplier", "epochs", "delta"],
-            {"accountant": "rdp", "sampling": "poisson", "microbatch_size": 1},
+            {
+                "accountant": "rdp",
+                "sampling": "poisson",
+                "microbatch_size": 1,
+                "examples_per_unit": 1,
+            },
         ),
         (
             epsilon_over_training,
             ["n_examples", "batch_size", "noise_multiplier", "epochs", "delta"],
-            {"accountant": "rdp", "sampling": "poisson", "microbatch_size": 1},
+            {
+                "accountant": "rdp",
+                "sampling": "poisson",
+                "microbatch_size": 1,
+                "examples_per_unit": 1,
+            },
         ),
         (
             old_rdp_epsilon,
             ["n_examples", "batch_size", "noise_multiplier", "epochs", "delta"],
-            {"sampling": "poisson", "microbatch_size": 1},
+            {"sampling": "poisson", "microbatch_size": 1, "examples_per_unit": 1},
         ),
         (
             accounting.dp_sgd_event,
             ["n_examples", "batch_size", "noise_multiplier", "epochs"],
-            {"sampling": "poisson", "microbatch_size": 1},
+            {"sampling": "poisson", "microbatch_size": 1, "examples_per_unit": 1},
         ),
         (
             privacy_report,
@@ -670,6 +681,7 @@ def test_swapped_statement_arguments_fail_loudly():
                 "accountant": "rdp",
                 "sampling": "poisson",
                 "microbatch_size": 1,
+                "examples_per_unit": 1,
                 "l2_norm_clip": None,
                 "privacy_unit": "transaction",
             },
@@ -687,3 +699,82 @@ def test_public_functions_keep_their_names_order_and_keywords(function, position
         function(*args, "extra positional")
     with pytest.raises(TypeError, match="unexpected keyword"):
         function(*args, microbatches=4)
+
+
+# --------------------------------------------------------------------------- unit level
+
+
+def test_one_example_per_unit_is_the_example_level_epsilon_bit_for_bit():
+    for sampling in ("poisson", "shuffle"):
+        for accountant in ("rdp", "pld"):
+            plain = compute_epsilon(
+                **SMALL, noise_multiplier=1.0, delta=1e-6, sampling=sampling, accountant=accountant
+            )
+            unit = compute_epsilon(
+                **SMALL,
+                noise_multiplier=1.0,
+                delta=1e-6,
+                sampling=sampling,
+                accountant=accountant,
+                examples_per_unit=1,
+            )
+            assert unit == plain
+
+
+def test_examples_per_unit_uses_the_tight_unit_accountant_with_poisson_sampling():
+    from dpcourse import unit_accounting
+
+    run = accounting.DpSgdRun(
+        n_examples=90_000, batch_size=8192, noise_multiplier=4.85, epochs=16, examples_per_unit=3
+    )
+    expected = unit_accounting.unit_epsilon(8192 / 90_000, 4.85, 160, 1e-6, 3)
+    assert (
+        run.epsilon(1e-6)
+        == expected
+        == compute_epsilon(90_000, 8192, 4.85, 16, 1e-6, examples_per_unit=3)
+    )
+    assert expected == pytest.approx(3.76, abs=0.01)  # FACTS.md
+    over = run.epsilon_over_training(1e-6)
+    assert over[-1] == pytest.approx(expected, rel=1e-12) and np.all(np.diff(over) > 0)
+    with pytest.raises(ValueError, match="no dp_accounting event"):
+        run.dp_event()
+    with pytest.raises(ValueError, match="accountant='pld' cannot"):
+        run.epsilon(1e-6, "pld")
+
+
+@pytest.mark.parametrize("accountant", ["rdp", "pld"])
+def test_examples_per_unit_with_shuffling_is_a_gaussian_with_sensitivity_k(accountant):
+    k, sigma = 4, 3.0
+    ours = compute_epsilon(
+        **SMALL,
+        noise_multiplier=sigma,
+        delta=1e-6,
+        sampling="shuffle",
+        examples_per_unit=k,
+        accountant=accountant,
+    )
+    event = dp_accounting.SelfComposedDpEvent(dp_accounting.GaussianDpEvent(sigma / k), 3)
+    if accountant == "rdp":
+        assert ours == rdp_reference(event, 1e-6)
+    else:
+        assert ours == pytest.approx(
+            analytic_gaussian_epsilon(sigma / k / math.sqrt(3), 1e-6), rel=1e-3
+        )
+
+
+def test_noise_for_a_unit_level_target():
+    sigma = noise_multiplier_for_epsilon(3.0, 90_000, 8192, 16, 1e-6, examples_per_unit=3)
+    at = functools.partial(
+        compute_epsilon, 90_000, 8192, epochs=16, delta=1e-6, examples_per_unit=3
+    )
+    assert at(noise_multiplier=sigma) <= 3.0 < at(noise_multiplier=sigma * (1 - 1e-3))
+    with pytest.raises(ValueError, match="accountant='pld' cannot"):
+        noise_multiplier_for_epsilon(
+            3.0, 90_000, 8192, 16, 1e-6, examples_per_unit=3, accountant="pld"
+        )
+
+
+@pytest.mark.parametrize("bad", [0, 2.5, True])
+def test_examples_per_unit_must_be_a_positive_integer(bad):
+    with pytest.raises(ValueError, match="examples_per_unit"):
+        compute_epsilon(**SMALL, noise_multiplier=1.0, delta=1e-6, examples_per_unit=bad)

@@ -263,6 +263,9 @@ TRAIN_KEYS = {
     "compile_seconds",
     "seed",
     "seed_source",
+    "privacy_unit",
+    "n_units",
+    "units_per_batch",
 }
 
 
@@ -360,6 +363,8 @@ def test_choices_come_from_the_one_list(command):
     expected = {"sampling": choices.SAMPLINGS, "accountant": choices.ACCOUNTANTS}
     if command in ("train", "audit"):
         expected |= {"path": choices.PATHS, "model": choices.MODELS}
+    if command == "train":
+        expected |= {"privacy_unit": choices.PRIVACY_UNITS}
     assert options == expected
 
 
@@ -370,3 +375,50 @@ def test_building_the_parser_imports_neither_tensorflow_nor_dp_accounting():
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0 and proc.stdout.strip() == "[]", proc.stderr
+
+
+def test_epsilon_for_a_unit_of_k_examples(capsys):
+    one = run_json(capsys, "epsilon", *MNIST)
+    assert run_json(capsys, "epsilon", *MNIST, "--examples-per-unit", "1") == one
+    three = run_json(capsys, "epsilon", *MNIST, "--examples-per-unit", "3")
+    assert three["examples_per_unit"] == 3
+    assert three["epsilon"] == accounting.compute_epsilon(
+        60000, 256, 1.1, 60, float(MNIST[MNIST.index("--delta") + 1]), examples_per_unit=3
+    )
+    assert three["epsilon"] > one["epsilon"]
+    assert main(["epsilon", *MNIST, "--examples-per-unit", "3", "--accountant", "pld"]) == 2
+    assert "accountant='pld' cannot" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_train_customer_level_json(capsys, tmp_path):
+    path = tmp_path / "small.csv"
+    data.save_transactions(data.generate_transactions(8000, seed=3), path)
+    args = ("train", "--privacy-unit", "customer", "--max-examples-per-unit", "5")
+    result = run_json(
+        capsys,
+        *args,
+        "--batch-size",
+        "100",
+        "--epochs",
+        "2",
+        "--delta",
+        "1e-5",
+        "--data",
+        str(path),
+    )
+    assert TRAIN_KEYS <= result.keys() and result["privacy_unit"] == "customer"
+    split = data.cap_per_customer(data.load_split(path), 5, seed=0)
+    n_units = len(set(split.customer_train))
+    assert (result["n_units"], result["units_per_batch"]) == (n_units, 100)
+    assert result["n_train"] == split.n_train and result["steps"] == 2 * (n_units // 100)
+    assert result["epsilon"] == accounting.compute_epsilon(
+        n_units, 100, result["noise_multiplier"], 2, 1e-5
+    )
+    assert 0 < result["epsilon"] <= 1.0
+
+
+def test_train_transaction_level_rejects_a_cap(capsys):
+    assert main(["train", "--max-examples-per-unit", "5", "--json"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "max_examples_per_unit must be None" in err

@@ -455,3 +455,96 @@ def test_per_example_gradients_reject_a_model_with_two_outputs():
     model = tf.keras.Sequential([tf.keras.Input(shape=(3,)), tf.keras.layers.Dense(2)])
     with pytest.raises(ValueError, match="model must output one logit"):
         dpsgd.per_example_gradient_norms(model, np.ones((4, 3)), np.ones(4))
+
+
+# --------------------------------------------------------------------------- unit level
+
+
+def test_unit_gradient_sums_add_each_units_rows():
+    grads = np.arange(12.0).reshape(6, 2)
+    units, sums = dpsgd.unit_gradient_sums(grads, np.array([7, 3, 7, 7, 3, 9]))
+    np.testing.assert_array_equal(units, [3, 7, 9])
+    np.testing.assert_array_equal(
+        sums, [grads[1] + grads[4], grads[0] + grads[2] + grads[3], grads[5]]
+    )
+
+
+def test_one_example_per_unit_is_ordinary_dp_sgd():
+    grads = _gradients_with_spread_norms(64, 5, seed=4)
+    ids = np.random.default_rng(0).permutation(64)
+    for sigma in (0.0, 1.3):
+        np.testing.assert_allclose(
+            dpsgd.private_unit_mean(grads, ids, 1.0, sigma, expected_units=64, rng=5),
+            dpsgd.private_mean(grads, 1.0, sigma, rng=5),
+            rtol=1e-12,
+        )
+
+
+def test_private_unit_mean_clips_each_units_sum_and_divides_by_expected_units():
+    grads = np.array([[3.0, 0.0], [1.0, 0.0], [0.0, 0.5]])  # unit 0: (4, 0); unit 1: (0, .5)
+    result = dpsgd.private_unit_mean(grads, np.array([0, 0, 1]), 2.0, 0.0, expected_units=4)
+    np.testing.assert_allclose(result, [2.0 / 4, 0.5 / 4])
+
+
+def _logistic_gradients(rng: np.random.Generator, n: int, d: int) -> np.ndarray:
+    """Per-example gradients (σ(θ·x) − y)·x of a logistic model at random θ, on random data."""
+    theta = rng.normal(scale=rng.uniform(0.1, 5), size=d)
+    x = rng.normal(scale=rng.uniform(0.1, 10), size=(n, d))
+    y = rng.random(n) < 0.3
+    return (1 / (1 + np.exp(-x @ theta)) - y)[:, None] * x
+
+
+def test_one_customer_with_40_transactions_moves_the_sum_by_at_most_c():
+    """Property over 200 random data sets and parameters: removing a customer and all 40
+    of its transactions moves the noise-free clipped sum by at most C. Per-transaction
+    clipping of the same rows does move it by more (up to 40 C), so the check has teeth."""
+    rng = np.random.default_rng(2024)
+    largest_move = {"unit": 0.0, "transaction": 0.0}
+    for _ in range(200):
+        clip = rng.uniform(0.05, 3.0)
+        others = rng.integers(1, 60)
+        ids = np.concatenate([np.zeros(40, dtype=int), rng.integers(1, others + 1, size=120)])
+        grads = _logistic_gradients(rng, len(ids), int(rng.integers(2, 12)))
+        rest = ids != 0
+
+        def unit_sum(g, u, c=clip):
+            return dpsgd.private_unit_mean(g, u, c, 0.0, expected_units=1)
+
+        move = np.linalg.norm(unit_sum(grads, ids) - unit_sum(grads[rest], ids[rest]))
+        assert move <= clip * (1 + 1e-9)
+        largest_move["unit"] = max(largest_move["unit"], move / clip)
+        per_row = dpsgd.clip_gradients(grads, clip)
+        move_tx = np.linalg.norm(per_row.sum(axis=0) - per_row[rest].sum(axis=0))
+        largest_move["transaction"] = max(largest_move["transaction"], move_tx / clip)
+    assert largest_move["unit"] > 0.99  # the bound is reached: a customer's sum gets clipped
+    assert largest_move["transaction"] > 10
+
+
+def test_private_unit_mean_noise_has_std_sigma_c_over_expected_units():
+    grads = np.zeros((6, 20_000))
+    noise = dpsgd.private_unit_mean(grads, np.array([1, 1, 2, 2, 2, 5]), 0.5, 2.0, 2.5, rng=1)
+    _assert_zero_mean_gaussian_with_std(noise, 2.0 * 0.5 / 2.5)
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda: dpsgd.unit_gradient_sums(np.ones((3, 2)), np.array([0, 1])), "unit_ids"),
+        (lambda: dpsgd.unit_gradient_sums(np.ones((2, 2)), np.array([0.0, 1.0])), "unit_ids"),
+        (
+            lambda: dpsgd.private_unit_mean(np.ones((2, 2)), np.array([0, 1]), 0, 1, 2),
+            "l2_norm_clip",
+        ),
+        (
+            lambda: dpsgd.private_unit_mean(np.ones((2, 2)), np.array([0, 1]), 1, -1, 2),
+            "noise_multiplier",
+        ),
+        (
+            lambda: dpsgd.private_unit_mean(np.ones((2, 2)), np.array([0, 1]), 1, 1, 0),
+            "expected_units",
+        ),
+    ],
+)
+def test_unit_level_bad_input_names_the_parameter(call, message):
+    with pytest.raises(ValueError, match=message):
+        call()

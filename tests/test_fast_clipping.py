@@ -18,8 +18,8 @@ from tensorflow_privacy.privacy.fast_gradient_clipping.layer_registry import (
     make_default_layer_registry,
 )
 
-from dpcourse import training
-from dpcourse.fast_clipping import OnePassDPSequential
+from dpcourse import dpsgd, training
+from dpcourse.fast_clipping import OnePassDPSequential, UnitDPSequential
 from dpcourse.models import model_layers
 from dpcourse.training import TrainConfig, with_changes
 
@@ -159,3 +159,132 @@ def test_one_pass_defers_to_tf_privacy_where_it_does_not_apply():
     )
     named_loss.compile(optimizer="sgd", loss="binary_crossentropy")  # a name, not a Loss
     assert not named_loss.one_pass_applies()
+
+
+# --------------------------------------------------------------------------- unit level
+
+
+def _unit_model(clip: float, k: int, sigma: float = 0.0, hidden=(8, 4), seed: int = 1):
+    model = UnitDPSequential(
+        l2_norm_clip=clip,
+        noise_multiplier=sigma,
+        layer_registry=make_default_layer_registry(),
+        layers=model_layers("mlp", N_FEATURES, hidden, seed=seed),
+        examples_per_unit=k,
+    )
+    model.compile(
+        optimizer=tf.keras.optimizers.legacy.SGD(learning_rate=1.0),
+        loss=tf.keras.losses.BinaryCrossentropy(from_logits=True),
+    )
+    return model
+
+
+def _unit_batch(rng: np.random.Generator, unit_sizes, k: int, padding: int):
+    """Rows of each unit in a row, in shuffled order, then ``padding`` rows of weight 0.
+
+    Returns x, y, w, slots (k·unit position + index within the unit; −1 for padding) and
+    the unit id of each row (−1 for padding)."""
+    units = np.repeat(np.arange(len(unit_sizes)), unit_sizes)
+    within = np.concatenate([np.arange(size) for size in unit_sizes])
+    order = rng.permutation(len(units))
+    units, within = units[order], within[order]
+    rows = len(units) + padding
+    x = (rng.normal(size=(rows, N_FEATURES)) * rng.uniform(0.5, 3)).astype(np.float32)
+    y = (rng.random((rows, 1)) < 0.3).astype(np.float32)
+    w = np.where(y[:, 0] == 1, 2.0, 1.0).astype(np.float32)
+    w[len(units) :] = 0.0
+    slots = np.full(rows, -1, dtype=np.int32)
+    slots[: len(units)] = units * k + within
+    unit_of_row = np.full(rows, -1)
+    unit_of_row[: len(units)] = units
+    return x, y, w, slots, unit_of_row
+
+
+def _flat_update(model, x, y, w, slots):
+    start = np.concatenate([v.ravel() for v in model.get_weights()])
+    model.train_on_batch((x, slots), y, sample_weight=w)
+    return np.concatenate([v.ravel() for v in model.get_weights()]) - start
+
+
+@pytest.mark.parametrize("k", [1, 3, 7])
+def test_unit_step_equals_the_numpy_reference(k):
+    """σ = 0, SGD at learning rate 1: the update is −Σ_u clip_C(Σ_{i∈u} wᵢ∇ℓᵢ) / P, with P
+    the rows given (``dpsgd.private_unit_mean`` with expected_units = P)."""
+    rng = np.random.default_rng(k)
+    x, y, w, slots, unit_of_row = _unit_batch(rng, rng.integers(1, k + 1, size=12), k, 5)
+    real = unit_of_row >= 0
+    probe = _unit_model(1.0, k)
+    grads = dpsgd.per_example_gradients(probe, x, y) * w[:, None]
+    _, sums = dpsgd.unit_gradient_sums(grads[real], unit_of_row[real])
+    clip = float(np.median(np.linalg.norm(sums, axis=1)))  # about half the units clipped
+    model = _unit_model(clip, k)
+    model.set_weights(probe.get_weights())
+    expected = -dpsgd.private_unit_mean(
+        grads[real], unit_of_row[real], clip, 0.0, expected_units=len(y)
+    )
+    np.testing.assert_allclose(_flat_update(model, x, y, w, slots), expected, rtol=2e-4, atol=1e-7)
+
+
+def test_one_row_per_unit_is_the_one_pass_example_step():
+    rng = np.random.default_rng(0)
+    x, y, w, slots, _ = _unit_batch(rng, np.ones(16, dtype=int), 1, 4)
+    unit = _unit_model(0.3, 1)
+    example = OnePassDPSequential(
+        l2_norm_clip=0.3,
+        noise_multiplier=0.0,
+        layer_registry=make_default_layer_registry(),
+        layers=model_layers("mlp", N_FEATURES, (8, 4), seed=1),
+    )
+    example.compile(
+        optimizer=tf.keras.optimizers.legacy.SGD(learning_rate=1.0),
+        loss=tf.keras.losses.BinaryCrossentropy(from_logits=True),
+    )
+    example.set_weights(unit.get_weights())
+    start = np.concatenate([v.ravel() for v in example.get_weights()])
+    example.train_on_batch(x, y, sample_weight=w)
+    by_example = np.concatenate([v.ravel() for v in example.get_weights()]) - start
+    np.testing.assert_allclose(_flat_update(unit, x, y, w, slots), by_example, rtol=1e-5, atol=1e-8)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_a_customer_with_40_transactions_moves_the_tf_update_by_at_most_c(seed):
+    """Removing one unit of 40 rows (weight 0 on its rows) moves P × update by <= C."""
+    rng = np.random.default_rng(seed)
+    sizes = np.concatenate([[40], rng.integers(1, 41, size=10)])
+    x, y, w, slots, unit_of_row = _unit_batch(rng, sizes, 40, 3)
+    clip = rng.uniform(0.05, 2.0)
+    with_unit = _unit_model(clip, 40, seed=seed)
+    without_unit = _unit_model(clip, 40, seed=seed)
+    w_without = np.where(unit_of_row == 0, 0.0, w).astype(np.float32)
+    move = _flat_update(with_unit, x, y, w, slots) - _flat_update(
+        without_unit, x, y, w_without, slots
+    )
+    assert np.linalg.norm(move) * len(y) <= clip * (1 + 1e-4)
+    assert np.linalg.norm(move) * len(y) > 0.5 * clip  # the customer does move it
+
+
+def test_unit_step_noise_has_std_sigma_c_over_rows():
+    rows, sigma, clip = 32, 2.0, 0.7
+    model = _unit_model(clip, 2, sigma=sigma, hidden=(64, 32))
+    x, y, _, slots, _ = _unit_batch(np.random.default_rng(1), np.full(16, 2), 2, 0)
+    w = np.zeros(rows, dtype=np.float32)  # nothing to learn: the update is the noise alone
+    tf.keras.utils.set_random_seed(3)
+    noise = np.concatenate([_flat_update(model, x, y, w, slots) for _ in range(5)])
+    ratio = noise.std() / (sigma * clip / rows)
+    assert noise.size > 10_000 and abs(ratio - 1) < 0.05 and abs(noise.mean()) < 0.05 * noise.std()
+
+
+def test_unit_model_refuses_a_layer_without_unit_norms():
+    model = UnitDPSequential(
+        l2_norm_clip=1.0,
+        noise_multiplier=0.0,
+        layer_registry=make_default_layer_registry(),
+        layers=[tf.keras.Input(shape=(N_FEATURES,)), tf.keras.layers.Dense(1)],
+        examples_per_unit=2,
+    )
+    model.compile(optimizer="sgd", loss="binary_crossentropy")  # a name: one pass does not apply
+    x, y, w, slots, _ = _unit_batch(np.random.default_rng(0), [2, 1], 2, 0)
+    with pytest.raises(ValueError, match="unit-level DP-SGD needs"):
+        model.train_on_batch((x, slots), y, sample_weight=w)
+    with pytest.raises(ValueError, match="examples_per_unit"):
+        _unit_model(1.0, 0)

@@ -54,20 +54,27 @@ def test_card_states_every_checklist_item_from_the_report(report):
     assert made._repr_markdown_() == markdown
 
 
-def test_group_guarantee_is_k_epsilon_and_k_exp_delta(report):
+def test_group_guarantee_is_the_tight_unit_level_epsilon_at_the_runs_delta(report):
     k = 5
     made = card(report, group_unit="customer", group_size=k, n_groups=11_729)
-    eps_k = k * report.epsilon  # closed form, Dwork & Roth Thm 2.2
-    delta_k = k * math.exp((k - 1) * report.epsilon) * report.delta
+    tight = accounting.compute_epsilon(N, B, SIGMA, EPOCHS, DELTA, examples_per_unit=k)
     assert row(made, "Customer-level guarantee").startswith(
-        f"(ε = {eps_k:.3g}, δ = {delta_k:.3g}) per customer"
+        f"(ε = {tight:.3g}, δ = {DELTA:.3g}) per customer"
     )
+    assert "unit-level RDP accounting" in row(made, "Customer-level guarantee")
     group = made.to_dict()["group"]
-    assert group["epsilon"] == pytest.approx(eps_k, rel=1e-12)
-    assert group["delta"] == pytest.approx(delta_k, rel=1e-12)
+    assert group["epsilon"] == tight and group["delta"] == DELTA
     assert row(made, "δ vs customers").startswith(
-        f"δ · (number of customers) = {delta_k * 11_729:.2g}"
+        f"δ · (number of customers) = {DELTA * 11_729:.2g}"
     )
+
+
+def test_a_customer_level_run_is_described_as_such(report):
+    customer = dataclasses.replace(report, privacy_unit="customer")
+    made = card(customer)
+    assert row(made, "Privacy unit") == "one customer (add-or-remove-one-customer adjacency)"
+    assert "each sampled customer's summed gradient" in row(made, "Mechanism")
+    assert row(made, "Training customers N") == f"{N:,}"
 
 
 @pytest.mark.parametrize(

@@ -11,12 +11,13 @@ import dataclasses
 import math
 import os
 
+import dp_accounting
 import numpy as np
 import pytest
 import tensorflow as tf
 
 from dpcourse import accounting, training
-from dpcourse.data import load_split
+from dpcourse.data import cap_per_customer, load_split
 from dpcourse.models import build_model
 from dpcourse.training import PATHS, TrainConfig
 
@@ -83,6 +84,63 @@ def test_shuffled_batches_visit_each_example_at_most_once_per_epoch():
     assert np.all(weights == 1)
     for epoch in indices.reshape(epochs, -1):
         assert len(np.unique(epoch)) == (n // batch_size) * batch_size
+
+
+# ---------------------------------------------------------------- Poisson sampling of units
+
+
+def _units(n_units: int = 60, k: int = 4, seed: int = 0) -> np.ndarray:
+    """A shuffled unit id per row; unit u has 1 + (u mod k) rows."""
+    ids = np.repeat(np.arange(n_units), 1 + np.arange(n_units) % k)
+    return np.random.default_rng(seed).permutation(ids)
+
+
+def test_poisson_units_are_sampled_whole_at_rate_q():
+    unit_of_row, k, steps = _units(), 4, 3000
+    q = 15 / 60
+    indices, weights, slots = training.poisson_unit_batches(
+        unit_of_row, 15, steps, np.random.default_rng(1), examples_per_unit=k
+    )
+    rows_per_unit = np.bincount(unit_of_row)
+    included = np.zeros((steps, 60))
+    for t in range(steps):
+        real = weights[t] == 1
+        rows, unit_slots = indices[t, real], slots[t, real]
+        assert len(set(rows)) == len(rows)  # no row twice
+        units = unit_of_row[rows]
+        assert set(unit_slots // k) == set(range(len(np.unique(units))))  # positions 0..m−1
+        for position in np.unique(unit_slots // k):  # one unit per position, all of its rows
+            members = units[unit_slots // k == position]
+            assert len(set(members)) == 1
+            assert len(members) == rows_per_unit[members[0]]
+            assert sorted(unit_slots[unit_slots // k == position] % k) == list(range(len(members)))
+        included[t, np.unique(units)] = 1
+        assert (slots[t, ~real] == -1).all() and (weights[t, ~real] == 0).all()
+    # Each unit's inclusion count is Binomial(steps, q): within 5 standard deviations.
+    assert np.abs(included.sum(axis=0) - q * steps).max() < 5 * math.sqrt(steps * q * (1 - q))
+    assert abs(included.sum(axis=1).mean() - 15) < 5 * math.sqrt(60 * q * (1 - q) / steps)
+
+
+def test_poisson_units_pad_to_the_expected_rows_plus_six_sds():
+    unit_of_row = _units()
+    counts = np.bincount(unit_of_row).astype(float)
+    q = 15 / 60
+    indices, _, _ = training.poisson_unit_batches(
+        unit_of_row, 15, 5, np.random.default_rng(0), examples_per_unit=4
+    )
+    expected = q * counts.sum() + 6 * math.sqrt(q * (1 - q) * (counts**2).sum())
+    assert indices.shape[1] == math.ceil(expected)
+
+
+def test_poisson_units_refuse_a_unit_above_the_cap():
+    with pytest.raises(ValueError, match="cap the rows per unit"):
+        training.poisson_unit_batches(
+            _units(), 15, 5, np.random.default_rng(0), examples_per_unit=3
+        )
+    with pytest.raises(ValueError, match="units_per_batch"):
+        training.poisson_unit_batches(
+            _units(), 61, 5, np.random.default_rng(0), examples_per_unit=4
+        )
 
 
 @pytest.mark.parametrize(
@@ -624,3 +682,128 @@ def test_the_tuning_table_is_what_the_code_produces():
     rows, stored = tuning.run_tuning_grid(), tuning.TUNING_RUNS
     assert [row[:7] for row in rows] == [row[:7] for row in stored]  # run … steps, σ
     np.testing.assert_allclose([row[7:] for row in rows], [row[7:] for row in stored], atol=0.01)
+
+
+# ---------------------------------------------------------------- customer-level DP-SGD
+
+
+def test_privacy_unit_defaults_and_refusals():
+    transaction, customer = TrainConfig(), TrainConfig(privacy_unit="customer")
+    assert (transaction.batch_size, transaction.max_examples_per_unit) == (8192, None)
+    assert (customer.batch_size, customer.max_examples_per_unit) == (1024, 20)
+    assert TrainConfig(privacy_unit="customer", batch_size=500).batch_size == 500
+    switched = training.with_changes(transaction, privacy_unit="customer")
+    assert (switched.batch_size, switched.max_examples_per_unit) == (1024, 20)
+    for changes, match in [
+        ({"privacy_unit": "household"}, "privacy_unit must be one of"),
+        ({"max_examples_per_unit": 5}, "max_examples_per_unit must be None"),
+        ({"privacy_unit": "customer", "max_examples_per_unit": 0}, "max_examples_per_unit"),
+        ({"privacy_unit": "customer", "sampling": "shuffle"}, "sampling must be 'poisson'"),
+        ({"privacy_unit": "customer", "path": "twopass"}, "path must be 'fast'"),
+        ({"privacy_unit": "customer", "private": False}, "private must be True"),
+    ]:
+        with pytest.raises(ValueError, match=match):
+            TrainConfig(**changes)
+
+
+def test_customer_level_step_clips_each_customer_and_divides_by_expected_customers():
+    """σ = 0: the applied gradient is Σ_u clip_C(Σ_{i∈u} ∇ℓᵢ) / B_u (the NumPy reference,
+    ``dpsgd.private_unit_mean``); σ > 0 adds noise of std σC/B_u, not σC/P."""
+    from dpcourse import dpsgd
+
+    rng = np.random.default_rng(5)
+    k, units_expected, sizes = 4, 10, rng.integers(1, 5, size=12)
+    unit_of_row = np.repeat(np.arange(len(sizes)), sizes)
+    within = np.concatenate([np.arange(s) for s in sizes])
+    rows = len(unit_of_row) + 6  # 6 padding rows
+    x = rng.normal(size=(rows, N_FEATURES)).astype(np.float32)
+    y = (rng.random((rows, 1)) < 0.3).astype(np.float32)
+    w = np.r_[np.ones(len(unit_of_row)), np.zeros(6)].astype(np.float32)
+    slots = np.r_[unit_of_row * k + within, -np.ones(6)].astype(np.int32)
+    config = TrainConfig(
+        privacy_unit="customer",
+        max_examples_per_unit=k,
+        batch_size=units_expected,
+        noise_multiplier=0.0,
+        optimizer="sgd",
+        learning_rate=1.0,
+        prior_fraud_rate=None,
+    )
+    model = training.compile_model(config, N_FEATURES, 0.0, rows)
+    start = model.get_weights()
+    grads = dpsgd.per_example_gradients(model, x[: len(unit_of_row)], y[: len(unit_of_row)])
+    _, sums = dpsgd.unit_gradient_sums(grads, unit_of_row)
+    clip = float(np.median(np.linalg.norm(sums, axis=1)))
+    config = dataclasses.replace(config, l2_norm_clip=clip)
+    model = training.compile_model(config, N_FEATURES, 0.0, rows)
+    model.set_weights(start)
+    model.train_on_batch((x, slots), y, sample_weight=w)
+    applied = _flat(start) - _flat(model.get_weights())
+    expected = dpsgd.private_unit_mean(grads, unit_of_row, clip, 0.0, units_expected)
+    np.testing.assert_allclose(applied, expected, rtol=2e-4, atol=1e-7)
+
+    sigma = 2.0
+    noisy = training.compile_model(config, N_FEATURES, sigma, rows)
+    noise = []
+    for _ in range(4):
+        noisy.set_weights(start)
+        noisy.train_on_batch((x, slots), y, sample_weight=w)
+        noise.append(_flat(start) - _flat(noisy.get_weights()) - expected)
+    noise = np.concatenate(noise)
+    expected_std = sigma * clip / units_expected
+    assert np.std(noise) == pytest.approx(expected_std, rel=5 / math.sqrt(2 * len(noise)))
+
+
+@pytest.fixture(scope="module")
+def customer_split():
+    """Every fourth training row and every fifth test row of the course data, with customers."""
+    split = load_split()
+    return dataclasses.replace(
+        split,
+        x_train=split.x_train[::4],
+        y_train=split.y_train[::4],
+        customer_train=split.customer_train[::4],
+        x_test=split.x_test[::5],
+        y_test=split.y_test[::5],
+        customer_test=split.customer_test[::5],
+    )
+
+
+def test_customer_level_training_is_accounted_per_customer(customer_split):
+    config = TrainConfig(
+        privacy_unit="customer", max_examples_per_unit=5, batch_size=300, epochs=2, delta=1e-6
+    )
+    result = training.train(config, customer_split, verbose=0)
+    capped = cap_per_customer(customer_split, 5, seed=config.seed)
+    n_units = len(np.unique(capped.customer_train))
+    assert (result.n_train, result.n_units) == (capped.n_train, n_units)
+    assert result.steps == 2 * (n_units // 300) and result.run.n_examples == n_units
+    report = result.privacy
+    assert report.privacy_unit == "customer" and report.epsilon <= 1.0
+    event = dp_accounting.SelfComposedDpEvent(
+        dp_accounting.PoissonSampledDpEvent(
+            300 / n_units, dp_accounting.GaussianDpEvent(result.noise_multiplier)
+        ),
+        result.steps,
+    )
+    reference = dp_accounting.rdp.RdpAccountant().compose(event).get_epsilon(1e-6)
+    assert report.epsilon == pytest.approx(reference, rel=1e-12)
+    summary = result.summary()
+    assert summary["privacy_unit"] == "customer" and summary["n_units"] == n_units
+    assert summary["units_per_batch"] == 300 and 0 <= summary["auprc"] <= 1
+    assert "one customer" in report.statement()
+
+
+def test_transaction_level_summary_counts_transactions_as_units(small_split):
+    result = training.train(
+        TrainConfig(private=False, batch_size=256, epochs=1), small_split, verbose=0
+    )
+    summary = result.summary()
+    assert summary["privacy_unit"] == "transaction"
+    assert summary["n_units"] == summary["n_train"] == small_split.n_train
+    assert summary["units_per_batch"] == 256
+
+
+def test_customer_level_training_needs_customer_ids(small_split):
+    with pytest.raises(ValueError, match="customer id"):
+        training.train(TrainConfig(privacy_unit="customer"), small_split, verbose=0)

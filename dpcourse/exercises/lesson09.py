@@ -1,86 +1,195 @@
-"""Lesson 09 (privacy unit and reporting): a customer-level budget, a privacy report, the quiz."""
+"""Lesson 09 (privacy unit and reporting): vacuous bounds, unit-level ε, customer-level DP-SGD,
+a privacy report, the quiz."""
 
 from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from dpcourse.exercises import (
+    ChoiceExercise,
+    Mistake,
     MultipleChoice,
     NumericExercise,
     PredicateExercise,
     Quiz,
     is_placeholder,
-    off_by_factor,
 )
 
-# --------------------------------------------------------------------------- customer_budget
-CUSTOMER_EPSILON, CUSTOMER_DELTA, CAP = 2.0, 1e-6, 5
-
-
-def _transaction_budget() -> tuple[float, float]:
-    """(ε, δ) per transaction with group privacy (kε, k·e^{(k−1)ε}·δ) = the customer target."""
-    epsilon = CUSTOMER_EPSILON / CAP
-    return epsilon, CUSTOMER_DELTA / (CAP * math.exp((CAP - 1) * epsilon))
-
-
-customer_budget = NumericExercise(
-    name="customer_budget",
-    title="A per-transaction δ for a customer-level target",
-    prompt=(
-        f"You want a customer-level guarantee of (ε = {CUSTOMER_EPSILON:g}, "
-        f"δ = {CUSTOMER_DELTA:g}) and will keep at most k = {CAP} transactions per customer. "
-        "Group privacy turns (ε, δ) per transaction into (k·ε, k·e^{(k−1)ε}·δ) per customer "
-        "(`accounting.group_epsilon`), so the per-transaction ε is "
-        f"{CUSTOMER_EPSILON:g}/{CAP} = {CUSTOMER_EPSILON / CAP:g}. Which per-transaction δ "
-        "meets the customer-level δ exactly? Put it in `delta_tx`."
+# --------------------------------------------------------------------------- vacuous_bound
+vacuous_bound = ChoiceExercise(
+    name="vacuous_bound",
+    title="A vacuous bound is not vacuous privacy",
+    question=MultipleChoice(
+        prompt=(
+            "A model is trained with DP-SGD over transactions at (ε = 1, δ = 10⁻⁶), Poisson "
+            "sampling, with at most 20 transactions per customer. The group-privacy lemma "
+            "turns this into (ε = 20, δ = 1) for a customer with 20 transactions. What does "
+            "that tell you about that customer's privacy?"
+        ),
+        options={
+            "a": "The model may reveal everything about the customer: a δ of 1 means no privacy.",
+            "b": (
+                "Nothing: a bound with δ = 1 holds for every mechanism, so it is silent. The "
+                "same run may still protect the customer; a tighter analysis of the run "
+                "(unit-level accounting) gives a finite ε."
+            ),
+            "c": "The customer is protected at ε = 20 with certainty, since δ only caps the risk.",
+            "d": "The customer is protected at ε = 1, like each of their transactions.",
+        },
+        correct="b",
+        explanations={
+            "a": (
+                "A vacuous bound says nothing either way: it does not show that privacy is "
+                "lost. The noise is still there; the lemma just fails to account for it."
+            ),
+            "b": (
+                "Right: the lemma chains 20 single-transaction guarantees and loses so much "
+                "on the way that δ reaches 1. Analysing the run directly (a customer's "
+                "transactions are sampled independently, each moves the noisy sum by at "
+                "most C) gives a finite customer-level ε."
+            ),
+            "c": (
+                "With δ = 1 the (ε, δ) statement holds for any mechanism at all, including "
+                "publishing the data: it promises nothing."
+            ),
+            "d": "Twenty transactions are twenty changes to the data: the guarantee weakens.",
+        },
     ),
     hints=[
-        "Solve k·e^{(k−1)ε}·δ = δ_customer for δ.",
-        "Use the PER-TRANSACTION ε (0.4) in the exponent: δ = δ_customer / (k·e^{(k−1)·0.4}).",
+        "(ε, δ)-DP says P[M(D) ∈ S] ≤ e^ε·P[M(D') ∈ S] + δ. What does that allow when δ = 1?",
+        "A bound that every mechanism meets cannot tell this mechanism apart from any other.",
+    ],
+    answer_name="vacuous_answer",
+)
+
+
+# --------------------------------------------------------------------------- unit_epsilon
+#: A transaction-level run whose customers have at most CAP transactions each.
+TX_RUN = {
+    "n_examples": 80_000,
+    "batch_size": 8192,
+    "noise_multiplier": 5.0,
+    "epochs": 16,
+    "delta": 1e-6,
+}
+CAP = 5
+
+
+@functools.lru_cache(maxsize=4)
+def _tx_run_epsilon(examples_per_unit: int) -> float:
+    from dpcourse.accounting import compute_epsilon
+
+    return compute_epsilon(**TX_RUN, examples_per_unit=examples_per_unit)
+
+
+def _near(value: Callable[[], float]) -> Callable[[Any, Any], bool]:
+    return lambda answer, expected: math.isclose(float(answer), value(), rel_tol=1e-3)
+
+
+unit_epsilon = NumericExercise(
+    name="unit_epsilon",
+    title="The customer-level ε of a transaction-level run",
+    prompt=(
+        f"A transaction-level run (Poisson sampling): N = {TX_RUN['n_examples']:,} "
+        f"transactions, expected batch size {TX_RUN['batch_size']:,}, noise multiplier "
+        f"{TX_RUN['noise_multiplier']}, {TX_RUN['epochs']} epochs, δ = {TX_RUN['delta']:g}. "
+        f"No customer has more than {CAP} transactions in the training data (they were "
+        "capped before training). What ε does the run give one customer at the same δ? "
+        "Use the tight unit-level accounting, not the group-privacy lemma. Put it in "
+        "`customer_epsilon`."
+    ),
+    hints=[
+        "`accounting.compute_epsilon` takes `examples_per_unit`: the most examples one unit "
+        "(customer) contributes.",
+        f"`accounting.compute_epsilon(80_000, 8192, 5.0, 16, 1e-6, examples_per_unit={CAP})`",
     ],
     solution_code=(
-        "import math\n"
+        "from dpcourse import accounting\n"
         "\n"
-        f"customer_epsilon, customer_delta, k = {CUSTOMER_EPSILON}, {CUSTOMER_DELTA}, {CAP}\n"
-        "epsilon_tx = customer_epsilon / k\n"
-        "delta_tx = customer_delta / (k * math.exp((k - 1) * epsilon_tx))\n"
+        "customer_epsilon = accounting.compute_epsilon(\n"
+        f"    80_000, 8192, 5.0, 16, 1e-6, examples_per_unit={CAP}\n"
+        ")\n"
     ),
-    answer_names="delta_tx",
-    expected=lambda: _transaction_budget()[1],
+    answer_names="customer_epsilon",
+    expected=lambda: _tx_run_epsilon(CAP),
     rtol=1e-3,
     atol=0.0,
     mistakes=[
-        off_by_factor(
-            math.exp((CAP - 1) * CUSTOMER_EPSILON / CAP),
-            "Your value {answer} is e^{(k−1)ε} times too large: the δ of group privacy grows "
-            "exponentially with the group size, so divide by k·e^{(k−1)ε}, not by k alone.",
+        Mistake(
+            _near(lambda: _tx_run_epsilon(1)),
+            "Your value {answer} is the run's ε for one TRANSACTION. A customer with 5 "
+            "transactions can be in a batch up to 5 times over: pass examples_per_unit=5.",
         ),
-        off_by_factor(
-            CAP * math.exp((CAP - 1) * CUSTOMER_EPSILON / CAP),
-            "Your value {answer} is the customer-level δ itself; the per-transaction δ must "
-            "be k·e^{(k−1)ε} times smaller.",
+        Mistake(
+            _near(lambda: CAP * _tx_run_epsilon(1)),
+            "Your value {answer} is k·ε, the group lemma's ε, which comes with a δ of "
+            "k·e^{(k−1)ε}·δ, not the run's δ. Account for the customer directly: "
+            "examples_per_unit=5.",
         ),
-        off_by_factor(CAP, "Your value {answer} is k = 5 times too large: divide by k too."),
-        off_by_factor(
-            math.exp(-(CAP - 1) * (CUSTOMER_EPSILON - CUSTOMER_EPSILON / CAP)),
-            "Your value {answer} uses the customer-level ε in the exponent; group privacy "
-            "multiplies by e^{(k−1)ε} with the PER-TRANSACTION ε.",
+    ],
+    wrong_answers=lambda: [_tx_run_epsilon(1), CAP * _tx_run_epsilon(1), 1.0],
+    explanation=(
+        "The unit-level accountant follows how many of the customer's transactions each "
+        "step samples (Binomial(k, q)) and composes the exact privacy loss of that mixture: "
+        "a finite ε, larger than the per-transaction one, far below what the group lemma "
+        "can prove."
+    ),
+)
+
+
+# --------------------------------------------------------------------------- customer_run
+N_CUSTOMERS, UNITS_PER_BATCH, CUSTOMER_EPOCHS = 11_729, 1024, 16
+
+
+customer_run = NumericExercise(
+    name="customer_run",
+    title="The sampling rate and steps of customer-level DP-SGD",
+    prompt=(
+        f"Customer-level DP-SGD samples CUSTOMERS: {N_CUSTOMERS:,} customers in the training "
+        f"data, {UNITS_PER_BATCH:,} customers per batch in expectation, {CUSTOMER_EPOCHS} "
+        "epochs (an epoch is ⌊customers / customers per batch⌋ steps, as dpcourse counts "
+        "them). Give the sampling rate q that enters the accountant and the number of steps: "
+        "`q` and `steps`."
+    ),
+    hints=[
+        "The unit is the customer: q = expected customers per batch / customers.",
+        f"steps = {CUSTOMER_EPOCHS} · ⌊{N_CUSTOMERS:,} / {UNITS_PER_BATCH:,}⌋.",
+    ],
+    solution_code=(
+        f"q = {UNITS_PER_BATCH} / {N_CUSTOMERS}\n"
+        f"steps = {CUSTOMER_EPOCHS} * ({N_CUSTOMERS} // {UNITS_PER_BATCH})\n"
+    ),
+    answer_names=("q", "steps"),
+    expected=lambda: (
+        UNITS_PER_BATCH / N_CUSTOMERS,
+        CUSTOMER_EPOCHS * (N_CUSTOMERS // UNITS_PER_BATCH),
+    ),
+    rtol=1e-6,
+    atol=0.0,
+    mistakes=[
+        Mistake(
+            lambda answer, expected: math.isclose(float(answer[0]), 8192 / 90_000, rel_tol=1e-3),
+            "Your q = {answer} is the transaction-level rate of the default run. Here whole "
+            "customers are sampled: divide the expected customers per batch by the customers.",
+        ),
+        Mistake(
+            lambda answer, expected: math.isclose(
+                float(answer[1]), CUSTOMER_EPOCHS * N_CUSTOMERS / UNITS_PER_BATCH, rel_tol=1e-6
+            ),
+            "Your steps are not a whole number: an epoch runs ⌊customers / batch⌋ full steps.",
         ),
     ],
     wrong_answers=[
-        CUSTOMER_DELTA,
-        CUSTOMER_DELTA / CAP,
-        CUSTOMER_DELTA / math.exp((CAP - 1) * CUSTOMER_EPSILON / CAP),
-        CUSTOMER_DELTA / (CAP * math.exp((CAP - 1) * CUSTOMER_EPSILON)),
-        1e-5,
+        (8192 / 90_000, 176),
+        (UNITS_PER_BATCH / N_CUSTOMERS, CUSTOMER_EPOCHS * N_CUSTOMERS / UNITS_PER_BATCH),
+        (UNITS_PER_BATCH / 90_000, 176),
     ],
     explanation=(
-        "δ = 10⁻⁶/(5·e^{1.6}) ≈ 4.0·10⁻⁸ per transaction, with ε = 0.4: the ε is shared out "
-        "linearly, the δ must shrink exponentially. "
-        "`accounting.group_epsilon(0.4, delta_tx, 5)` gives back (2, 10⁻⁶)."
+        "q ≈ 0.087 and 176 steps: the accountant sees ordinary DP-SGD with customers in "
+        "place of transactions, so the customer-level ε needs no group argument at all."
     ),
 )
 
@@ -247,28 +356,36 @@ quiz = Quiz(
     questions=[
         MultipleChoice(
             prompt=(
-                "A fraud model is trained with DP-SGD over transactions at (ε = 1, δ = 10⁻⁵). "
-                "A customer has 40 transactions in the training data. What does the "
-                "guarantee promise about that customer's whole history?"
+                "A fraud model is trained with DP-SGD over transactions at (ε = 1, δ = 10⁻⁶), "
+                "Poisson sampling. A customer has 40 transactions in the training data. What "
+                "is true of the guarantee for that customer's whole history?"
             ),
             options={
-                "a": "(ε = 1, δ = 10⁻⁵), the same as for one transaction.",
+                "a": "(ε = 1, δ = 10⁻⁶), the same as for one transaction.",
                 "b": (
-                    "By group privacy at most (40, 40·e^{39}·10⁻⁵): the δ exceeds 1, so "
-                    "nothing useful."
+                    "The group-privacy lemma only gives (40, 40·e^{39}·10⁻⁶), a δ above 1: a "
+                    "vacuous bound. Accounting for the customer directly gives a finite, if "
+                    "large, ε for the same run."
                 ),
-                "c": "(ε = 1/40, δ = 10⁻⁵): the customer's influence is spread thin.",
-                "d": "(ε = 40, δ = 10⁻⁵).",
+                "c": "(ε = 1/40, δ = 10⁻⁶): the customer's influence is spread thin.",
+                "d": "No finite ε exists for this customer: the model has no privacy for them.",
             },
             correct="b",
             explanations={
                 "a": (
                     "DP-SGD protects one record; removing 40 records is 40 record changes, "
-                    "and the guarantee degrades with each."
+                    "and the guarantee weakens with each."
                 ),
-                "b": "Right: group privacy is all there is, and for 40 records it is vacuous.",
+                "b": (
+                    "Right: the lemma's bound is vacuous, not the privacy. Each of the 40 "
+                    "transactions moves the noisy sum by at most C and is sampled at rate q; "
+                    "unit-level accounting composes that exactly (lesson 09, section 4)."
+                ),
                 "c": "More records make a person easier to detect, not harder.",
-                "d": "The δ grows too, exponentially in the group size: k·e^{(k−1)ε}·δ.",
+                "d": (
+                    "A bound that fails to be finite is not a proof that privacy is absent: "
+                    "every finite example-level ε implies a finite ε for any fixed group size."
+                ),
             },
         ),
         MultipleChoice(
@@ -278,9 +395,9 @@ quiz = Quiz(
             ),
             options={
                 "a": (
-                    "Bound each customer's contribution, e.g. keep at most k transactions per "
-                    "customer and account with group privacy, or sample and clip whole "
-                    "customers (user-level DP-SGD)."
+                    "Bound each customer's contribution: keep at most k transactions per "
+                    "customer and account for k examples per unit, or sample and clip whole "
+                    "customers (customer-level DP-SGD)."
                 ),
                 "b": "Drop the customer_id column, so that the model cannot see customers.",
                 "c": "Remove duplicate transactions.",
@@ -289,8 +406,9 @@ quiz = Quiz(
             correct="a",
             explanations={
                 "a": (
-                    "Right: without a bound on contributions per customer no finite "
-                    "customer-level guarantee exists."
+                    "Right: a customer-level ε needs a bound on what one customer can change, "
+                    "in rows (a cap, then unit-level accounting) or in the gradient (clipping "
+                    "each customer's whole contribution to C)."
                 ),
                 "b": (
                     "The privacy unit is about whose data went in, not about identifiers: the "
@@ -318,7 +436,42 @@ quiz = Quiz(
                 ),
                 "b": "About 1/N: still large enough to allow leaking a random customer's data.",
                 "c": "Right: well below 1/N, as δ must be (the course's rule: at most 0.1/N).",
-                "d": "δ is the probability that the ε bound fails; it must be well below 1/N.",
+                "d": (
+                    "δ is an additive slack in every probability bound (not the probability "
+                    "that the ε bound fails), and a δ near 1/N already allows publishing one "
+                    "random customer's data: it must be well below 1/N."
+                ),
+            },
+        ),
+        MultipleChoice(
+            prompt=(
+                "Customer-level DP-SGD samples customers at rate q, sums each sampled "
+                "customer's transaction gradients, clips that sum to norm C, and adds "
+                "N(0, σ²C²) to the total. By how much can one customer with 40 transactions "
+                "move the noiseless total?"
+            ),
+            options={
+                "a": "At most C.",
+                "b": "At most 40·C.",
+                "c": "At most 2C, as with microbatches.",
+                "d": "At most C/40.",
+            },
+            correct="a",
+            explanations={
+                "a": (
+                    "Right: the customer's whole contribution is one clipped vector, so the "
+                    "accounting is ordinary DP-SGD with customers as the unit."
+                ),
+                "b": (
+                    "That is per-transaction clipping, where each of the 40 clipped gradients "
+                    "adds up to C."
+                ),
+                "c": (
+                    "A microbatch mixes examples of different people, so removing one of them "
+                    "changes a clipped vector (up to 2C); here a customer is removed whole, "
+                    "which removes its clipped vector (C)."
+                ),
+                "d": "Clipping bounds the customer's total, not each transaction's share.",
             },
         ),
         MultipleChoice(
@@ -380,4 +533,4 @@ quiz = Quiz(
     ],
 )
 
-EXERCISES = [customer_budget, report, quiz]
+EXERCISES = [vacuous_bound, unit_epsilon, customer_run, report, quiz]

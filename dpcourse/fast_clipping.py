@@ -69,6 +69,16 @@ class OnePassDPSequential(tensorflow_privacy.DPSequential):
             return super().train_step(data)
         x, y, weights = tf.keras.utils.unpack_x_y_sample_weight(data)
         y_pred, clipped_sum = self._clipped_gradient_sum(x, y, weights)
+        return self._apply_noisy_mean(clipped_sum, y, y_pred, weights)
+
+    def _apply_noisy_mean(
+        self,
+        clipped_sum: list[tf.Tensor],
+        y: tf.Tensor,
+        y_pred: tf.Tensor,
+        weights: tf.Tensor | None,
+    ) -> dict[str, tf.Tensor]:
+        """(clipped sum + N(0, σ²C²)) / P applied by the optimizer; the metrics updated."""
         rows = tf.shape(y)[0]
         grads = [g / tf.cast(rows, g.dtype) for g in clipped_sum]  # mean-reduced loss: / P
         if self._noise_multiplier > 0:
@@ -190,16 +200,7 @@ class UnitDPSequential(OnePassDPSequential):
             slots >= 0, tf.gather(unit_weights, tf.maximum(row_unit, 0)), tf.zeros_like(x[:, 0])
         )
         clipped_sum = self._weighted_sums(records, output_grads, row_weights)
-        rows = tf.shape(y)[0]
-        grads = [g / tf.cast(rows, g.dtype) for g in clipped_sum]
-        if self._noise_multiplier > 0:
-            grads = gradient_clipping_utils.add_aggregate_noise(
-                grads, rows, self._l2_norm_clip, self._noise_multiplier, loss_model=self
-            )
-        self.compiled_loss(y, y_pred, sample_weight=weights)
-        self.optimizer.apply_gradients(zip(grads, self.trainable_variables, strict=True))
-        self.compiled_metrics.update_state(y, y_pred)
-        return {metric.name: metric.result() for metric in self.metrics}
+        return self._apply_noisy_mean(clipped_sum, y, y_pred, weights)
 
     def _unit_squared_norms(
         self, records: list[tuple[Any, ...]], output_grads: list[tf.Tensor], slots: tf.Tensor

@@ -33,6 +33,14 @@ def kaggle_csv() -> Path:
     return FIXTURES / "creditcard_sample.csv"
 
 
+def tracked_files() -> list[str]:
+    """The repository's tracked files that exist in the work tree (a clean copy's contents)."""
+    out = subprocess.run(
+        ["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout
+    return [line for line in out.splitlines() if (ROOT / line).is_file()]
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import tracked_files
 from packaging.version import Version
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -52,13 +53,6 @@ def server_environment() -> dict[str, str]:
             name, version, _build = line.rsplit("/", 1)[1].split("#")[0].rsplit("-", 2)
             versions[name] = version
     return versions
-
-
-def tracked_files() -> list[str]:
-    out = subprocess.run(
-        ["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True
-    ).stdout
-    return [line for line in out.splitlines() if (ROOT / line).is_file()]
 
 
 def test_repo2docker_layers_our_lock_over_its_server_environment(tmp_path):

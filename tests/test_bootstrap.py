@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import tracked_files
 
 ROOT = Path(__file__).resolve().parent.parent
 CANDIDATES = ("python3.12", "python3.13", "python3.14")
@@ -38,13 +39,6 @@ def other_python() -> str | None:
         if probe.returncode == 0 and probe.stdout.strip() == "True":
             return candidate
     return None
-
-
-def tracked_files() -> list[str]:
-    out = subprocess.run(
-        ["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True
-    ).stdout
-    return [line for line in out.splitlines() if (ROOT / line).is_file()]
 
 
 @pytest.mark.slow

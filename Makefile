@@ -22,6 +22,7 @@ RUNTIME_LOCK := requirements.txt
 DEV_LOCK     := requirements-dev.txt
 UV_BOOTSTRAP := .uv-bootstrap
 DATA   := data/transactions.csv.gz
+PUBLIC_DATA := data/public_transactions.csv.gz
 PORT   ?= 8888
 NOTEBOOK_DIR ?= notebooks
 LAB_FLAGS ?=
@@ -45,23 +46,23 @@ INSTALL_LAB_SETTINGS = cmp -s binder/overrides.json $(LAB_SETTINGS) || \
 
 .PHONY: lab test data lock lint strip instructor book bench clean jupyter-files hub hub-ready hub-proxy bench-hub
 
-lab: $(STAMP) $(DATA) jupyter-files
+lab: $(STAMP) $(DATA) $(PUBLIC_DATA) jupyter-files
 	$(VENV)/bin/jupyter lab --config=etc/jupyter_server_config.py \
 		--ServerApp.root_dir=$(NOTEBOOK_DIR) --port=$(PORT) $(ROOT_FLAG) $(LAB_FLAGS)
 
-test: $(DEV_STAMP) $(DATA) jupyter-files
+test: $(DEV_STAMP) $(DATA) $(PUBLIC_DATA) jupyter-files
 	$(PY) -m pytest tests notebooks --nbval-lax --nbval-current-env --nbval-cell-timeout=600 $(PYTEST_ARGS)
 
 # The instructor edition: every exercise cell with its solution filled in.
-instructor: $(STAMP) $(DATA)
+instructor: $(STAMP) $(DATA) $(PUBLIC_DATA)
 	$(PY) tools/course_build.py instructor --out instructor/edition
 
 # The rendered course: executes the instructor edition, writes _book/index.html.
-book: $(STAMP) $(DATA) jupyter-files
+book: $(STAMP) $(DATA) $(PUBLIC_DATA) jupyter-files
 	$(PY) tools/course_build.py book --out _book
 
 # Speed of the DP paths, the CLI, σ calibration and the course; writes benchmarks/RESULTS.md.
-bench: $(DEV_STAMP) $(DATA) jupyter-files
+bench: $(DEV_STAMP) $(DATA) $(PUBLIC_DATA) jupyter-files
 	$(PY) benchmarks/bench.py
 
 # The classroom hub on this machine (hub/jupyterhub_config.py). Run as root: it starts
@@ -70,7 +71,7 @@ hub: hub-ready $(HUB_PROXY)
 	$(VENV)/bin/jupyterhub -f hub/jupyterhub_config.py
 
 # What learners' servers need in .venv: the course kernel, the lab settings, the data.
-hub-ready: $(STAMP) $(DATA) jupyter-files
+hub-ready: $(STAMP) $(DATA) $(PUBLIC_DATA) jupyter-files
 
 hub-proxy: $(HUB_PROXY)
 
@@ -87,6 +88,7 @@ $(HUB_PROXY): hub/package.json hub/package-lock.json
 
 data: $(STAMP)
 	$(PY) -m dpcourse data --out $(DATA)
+	$(PY) -m dpcourse data --public --out $(PUBLIC_DATA)
 
 lint: $(DEV_STAMP)
 	$(VENV)/bin/ruff check .
@@ -109,6 +111,9 @@ lock: $(DEV_STAMP)
 
 $(DATA): | $(STAMP)
 	$(PY) -m dpcourse data --out $(DATA)
+
+$(PUBLIC_DATA): | $(STAMP)
+	$(PY) -m dpcourse data --public --out $(PUBLIC_DATA)
 
 # .venv with Python 3.11 and the runtime lock. Python 3.11 comes from, in order: an
 # existing .venv; PYTHON if it is 3.11; uv (from PATH, or installed into .uv-bootstrap/

@@ -189,6 +189,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--if-missing", action="store_true", help="do nothing if the output file already exists"
     )
+    p.add_argument(
+        "--public",
+        action="store_true",
+        help="the public data set of lesson 10 (an earlier year, no shared customers; default "
+        "path data/public_transactions.csv.gz, seed 2023, 60,000 rows)",
+    )
 
     p = add(
         "audit",
@@ -352,8 +358,9 @@ def _cmd_noise(args: argparse.Namespace) -> dict[str, Any]:
 def _cmd_data(args: argparse.Namespace) -> dict[str, Any]:
     from dpcourse import data
 
-    out = args.out or data.DEFAULT_PATH
-    rows = args.rows or data.DEFAULT_ROWS
+    population = data.PUBLIC_POPULATION if args.public else data.COURSE_POPULATION
+    out = args.out or (data.PUBLIC_PATH if args.public else data.DEFAULT_PATH)
+    rows = args.rows or (data.PUBLIC_ROWS if args.public else data.DEFAULT_ROWS)
     if not 100 <= rows <= data.MAX_ROWS:
         raise _argument_error(
             "--rows",
@@ -374,8 +381,9 @@ def _cmd_data(args: argparse.Namespace) -> dict[str, Any]:
                 "run without --if-missing to replace it",
             ) from None
         return {"path": str(out), "written": False}
-    seed = data.DEFAULT_SEED if args.seed is None else args.seed
-    df = data.generate_transactions(rows, seed)
+    default_seed = data.PUBLIC_SEED if args.public else data.DEFAULT_SEED
+    seed = default_seed if args.seed is None else args.seed
+    df = data.generate_transactions(rows, seed, population)
     try:
         data.save_transactions(df, out)
     except OSError as err:

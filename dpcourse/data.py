@@ -95,13 +95,16 @@ def _sigmoid(z: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-z))
 
 
-def _fraud_logit_without_intercept(df: pd.DataFrame, customer_risk: np.ndarray) -> np.ndarray:
+def _fraud_logit_without_intercept(
+    df: pd.DataFrame, customer_risk: np.ndarray, weights: Sequence[float]
+) -> np.ndarray:
     """Log-odds of fraud up to the intercept: main effects plus interactions.
 
-    logit = 7·night·(1-card_present) + 6·foreign·large + 3·fast·new
-            + 4·risky_category·(1-card_present) + 0.6·log1p(distance/50) + risk_customer
+    logit = w₁·night·(1-card_present) + w₂·foreign·large + w₃·fast·new
+            + w₄·risky_category·(1-card_present) + w₅·log1p(distance/50) + risk_customer
     where night = hour <= 5, large = amount > 150, fast = more than 5 transactions in
-    24 h, new = account younger than 120 days, risky = online retail or electronics.
+    24 h, new = account younger than 120 days, risky = online retail or electronics, and
+    ``weights`` = (w₁, …, w₅), for the course data (7, 6, 3, 4, 0.6).
 
     The patterns are strong and each is shared by many transactions: a DP model at ε = 1
     can learn them (it keeps about 90 % of the non-private AUPRC or more). Rarer or
@@ -115,12 +118,13 @@ def _fraud_logit_without_intercept(df: pd.DataFrame, customer_risk: np.ndarray) 
     new = (df["account_age_days"].to_numpy() < 120).astype(float)
     risky = df["merchant_category"].isin(["online_retail", "electronics"]).to_numpy()
     distance = df["distance_from_home_km"].to_numpy()
+    w_night, w_abroad, w_velocity, w_online, w_distance = weights
     return (
-        7.0 * night * not_present
-        + 6.0 * foreign * large
-        + 3.0 * fast * new
-        + 4.0 * risky * not_present
-        + 0.6 * np.log1p(distance / 50.0)
+        w_night * night * not_present
+        + w_abroad * foreign * large
+        + w_velocity * fast * new
+        + w_online * risky * not_present
+        + w_distance * np.log1p(distance / 50.0)
         + customer_risk
     )
 
@@ -137,12 +141,66 @@ def _intercept_for_rate(logit: np.ndarray, rate: float) -> float:
     return (lo + hi) / 2
 
 
-def generate_transactions(n_rows: int = DEFAULT_ROWS, seed: int = DEFAULT_SEED) -> pd.DataFrame:
+@dataclass(frozen=True)
+class Population:
+    """What one set of card transactions is drawn from: the generator's parameters.
+
+    ``category_probs``: the share of each of ``MERCHANT_CATEGORIES``; ``spend_log_mean``:
+    the mean of the customers' log spending scale (amounts scale with e^it);
+    ``fraud_rate``: the share of fraud the intercept is solved for; ``pattern_weights``:
+    (w₁, …, w₅) of :func:`_fraud_logit_without_intercept`; ``first_customer_id``: customer
+    ids run from it upwards, so two populations with ids far apart share no customer.
+    """
+
+    category_probs: tuple[float, ...]
+    spend_log_mean: float
+    fraud_rate: float
+    pattern_weights: tuple[float, float, float, float, float]
+    first_customer_id: int
+
+
+#: The course's private data set (``transactions.csv.gz``, seed ``DEFAULT_SEED``).
+COURSE_POPULATION = Population(
+    category_probs=tuple(float(p) for p in _CATEGORY_PROBS),
+    spend_log_mean=3.3,
+    fraud_rate=TARGET_FRAUD_RATE,
+    pattern_weights=(7.0, 6.0, 3.0, 4.0, 0.6),
+    first_customer_id=0,
+)
+#: The public data set of lesson 10 (``public_transactions.csv.gz``): the same bank's card
+#: transactions from an earlier year, published for research, from a card portfolio that
+#: closed before the private year, so none of its customers is in the private data (ids
+#: from 1,000,000). Fixed from that story before any model was trained on it: amounts about
+#: 8 % lower (two years of price rises: log scale 3.22 instead of 3.3), less online shopping
+#: (online retail 12 % instead of 16 %, electronics 4 % instead of 5 %, the difference to
+#: grocery and restaurants), more fraud (1.5 %: before the bank's current controls), and a
+#: different mix of fraud patterns: night card-not-present 6 (7), abroad with a large amount
+#: 4 (6, fewer trips then), high velocity on a new account 4 (3), online card-not-present
+#: 5 (4).
+PUBLIC_POPULATION = Population(
+    category_probs=(0.30, 0.19, 0.12, 0.12, 0.04, 0.06, 0.10, 0.07),
+    spend_log_mean=3.22,
+    fraud_rate=0.015,
+    pattern_weights=(6.0, 4.0, 4.0, 5.0, 0.6),
+    first_customer_id=1_000_000,
+)
+PUBLIC_PATH = DATA_DIR / "public_transactions.csv.gz"
+PUBLIC_ROWS = 60_000
+PUBLIC_SEED = 2023
+
+
+def generate_transactions(
+    n_rows: int = DEFAULT_ROWS,
+    seed: int = DEFAULT_SEED,
+    population: Population = COURSE_POPULATION,
+) -> pd.DataFrame:
     """Generate ``n_rows`` synthetic card transactions, deterministically from ``seed``.
 
     About one customer per ten transactions; each customer's share of transactions
     is log-normal (heavy tailed: a few customers have a hundred or more). ``n_rows`` is
-    between 100 and ``MAX_ROWS``; ``seed`` between 0 and 2**32 - 1.
+    between 100 and ``MAX_ROWS``; ``seed`` between 0 and 2**32 - 1; ``population`` the
+    parameters drawn from (the course's private data by default, ``PUBLIC_POPULATION``
+    for lesson 10's public set).
     """
     if (
         not isinstance(n_rows, int | np.integer)
@@ -154,20 +212,27 @@ def generate_transactions(n_rows: int = DEFAULT_ROWS, seed: int = DEFAULT_SEED) 
             f"got {n_rows!r}."
         )
     require_seed(seed)
+    if not isinstance(population, Population):
+        raise ValueError(
+            f"population must be a data.Population (COURSE_POPULATION or PUBLIC_POPULATION), "
+            f"got {type(population).__name__}."
+        )
     rng = np.random.default_rng(seed)
     n_customers = max(10, n_rows // 10)
 
     # Customers: activity, spending scale, travel habits, account age, hidden risk.
     activity = rng.lognormal(0.0, 1.0, n_customers)
     counts = 1 + rng.multinomial(n_rows - n_customers, activity / activity.sum())
-    spend_scale = rng.lognormal(3.3, 0.5, n_customers)
+    spend_scale = rng.lognormal(population.spend_log_mean, 0.5, n_customers)
     travel = rng.beta(0.6, 12.0, n_customers)
     account_age = np.minimum(3650, 14 + rng.exponential(900.0, n_customers)).astype(int)
     risk = rng.normal(0.0, 0.5, n_customers)
 
     cust = np.repeat(np.arange(n_customers), counts)
     rng.shuffle(cust)
-    category = rng.choice(len(MERCHANT_CATEGORIES), size=n_rows, p=_CATEGORY_PROBS)
+    category = rng.choice(
+        len(MERCHANT_CATEGORIES), size=n_rows, p=np.array(population.category_probs)
+    )
     typical = spend_scale[cust] * _CATEGORY_AMOUNT_SCALE[category]
     amount = np.round(typical * rng.lognormal(0.0, 0.7, n_rows), 2) + 0.01
     daytime = rng.normal(14.0, 4.0, n_rows)
@@ -183,7 +248,7 @@ def generate_transactions(n_rows: int = DEFAULT_ROWS, seed: int = DEFAULT_SEED) 
     df = pd.DataFrame(
         {
             "transaction_id": np.arange(n_rows),
-            "customer_id": cust,
+            "customer_id": population.first_customer_id + cust,
             "amount": amount,
             "hour": hour,
             "merchant_category": np.asarray(MERCHANT_CATEGORIES, dtype=object)[category],
@@ -194,8 +259,8 @@ def generate_transactions(n_rows: int = DEFAULT_ROWS, seed: int = DEFAULT_SEED) 
             "account_age_days": account_age[cust],
         }
     )
-    logit = _fraud_logit_without_intercept(df, risk[cust])
-    logit = logit + _intercept_for_rate(logit, TARGET_FRAUD_RATE)
+    logit = _fraud_logit_without_intercept(df, risk[cust], population.pattern_weights)
+    logit = logit + _intercept_for_rate(logit, population.fraud_rate)
     df["is_fraud"] = (rng.random(n_rows) < _sigmoid(logit)).astype(int)
     return df
 
@@ -344,11 +409,10 @@ def load_transactions(path: str | Path | None = None) -> pd.DataFrame:
     """
     path = Path(path) if path is not None else DEFAULT_PATH
     if not path.is_file():
-        hint = (
-            " Run `make data` (or `python -m dpcourse data`) to create it."
-            if path == DEFAULT_PATH
-            else ""
-        )
+        hint = {
+            DEFAULT_PATH: " Run `make data` (or `python -m dpcourse data`) to create it.",
+            PUBLIC_PATH: " Run `make data` (or `python -m dpcourse data --public`) to create it.",
+        }.get(path, "")
         raise FileNotFoundError(f"No data file at {path}.{hint}")
     resolved = path.resolve()
     info = os.stat(resolved)

@@ -765,7 +765,11 @@ class TrainResult:
 
 
 def train(
-    config: TrainConfig | None = None, split: Split | None = None, *, verbose: int = 1
+    config: TrainConfig | None = None,
+    split: Split | None = None,
+    *,
+    verbose: int = 1,
+    initial_weights: Sequence[np.ndarray] | None = None,
 ) -> TrainResult:
     """Train ``config.model`` on ``split`` (default ``load_split()``) and evaluate it.
 
@@ -774,6 +778,11 @@ def train(
     sampling schedule), draw the schedule, fit, evaluate on the test set, and account
     the run with the sampling actually used. Deterministic for a given seed.
     ``verbose=1`` shows a progress bar over epochs (on stderr); ``verbose=0`` is silent.
+    ``initial_weights`` (``model.get_weights()`` of a model of the same architecture)
+    replace the seeded initial weights and the prior bias: training then starts from them
+    (fine-tuning, lesson 10). The accounting is unchanged: it covers the steps run on
+    ``split``, whatever the starting point, provided the weights do not depend on
+    ``split``'s training rows (pretrain on public data only).
     """
     config = TrainConfig() if config is None else config
     if not isinstance(config, TrainConfig):
@@ -781,6 +790,8 @@ def train(
     if verbose not in (0, 1) or isinstance(verbose, bool):
         raise ValueError(f"verbose must be 0 (silent) or 1 (progress bar), got {verbose!r}.")
     split = load_split() if split is None else split
+    if initial_weights is not None:
+        initial_weights = [np.asarray(w, dtype=np.float32) for w in initial_weights]
     customer = config.privacy_unit == "customer"
     if customer:
         if split.customer_train is None:
@@ -838,6 +849,8 @@ def train(
     )
 
     model = compile_model(config, split.n_features, sigma or 0.0, padded)
+    if initial_weights is not None:
+        _set_initial_weights(model, initial_weights)
     description = f"DP-SGD σ={sigma:.3g}" if config.private else "non-private"
     log = _EpochLog(config.epochs, padded / config.batch_size, verbose == 1, description)
     compile_seconds = _trace_train_step(model, batches)
@@ -872,6 +885,19 @@ def train(
         compile_seconds=compile_seconds,
         padded_batch_size=padded,
     )
+
+
+def _set_initial_weights(model: tf.keras.Model, weights: list[np.ndarray]) -> None:
+    """``model.set_weights(weights)``, with a ``ValueError`` naming the shapes that differ."""
+    expected = [tuple(w.shape) for w in model.get_weights()]
+    given = [tuple(w.shape) for w in weights]
+    if given != expected:
+        raise ValueError(
+            f"initial_weights must have the shapes of the model's weights {expected}, got "
+            f"{given}; pretrain a model with the same config.model, config.hidden and "
+            "features."
+        )
+    model.set_weights(weights)
 
 
 def with_changes(config: TrainConfig, **changes: Any) -> TrainConfig:

@@ -253,3 +253,59 @@ def test_cap_per_customer_needs_customers():
         data.cap_per_customer(anonymous, 2)
     with pytest.raises(ValueError, match="split must be a Split, got dict"):
         data.cap_per_customer({}, 2)
+
+
+# --------------------------------------------------------------------------- public data set
+@pytest.fixture(scope="module")
+def public() -> pd.DataFrame:
+    return data.load_transactions(data.PUBLIC_PATH)
+
+
+def test_shipped_public_file_is_exactly_the_generator_output():
+    regenerated = data.generate_transactions(
+        data.PUBLIC_ROWS, data.PUBLIC_SEED, data.PUBLIC_POPULATION
+    )
+    expected = regenerated.to_csv(index=False, lineterminator="\n").encode()
+    assert gzip.decompress(data.PUBLIC_PATH.read_bytes()) == expected
+    assert data.PUBLIC_SEED != data.DEFAULT_SEED
+    assert data.PUBLIC_PATH.stat().st_size <= 4 * 2**20
+
+
+def test_public_set_shares_no_customer_and_no_transaction_with_the_private_set(shipped, public):
+    assert set(public["customer_id"]).isdisjoint(shipped["customer_id"])
+    assert public["customer_id"].min() == data.PUBLIC_POPULATION.first_customer_id
+    assert shipped["customer_id"].max() < data.PUBLIC_POPULATION.first_customer_id
+    columns = [c for c in data.COURSE_COLUMNS if c not in ("transaction_id", "customer_id")]
+    both = public[columns].merge(shipped[columns], how="inner", on=columns)
+    assert both.empty, "a public row equals a private row in every column"
+
+
+def test_public_set_is_related_but_shifted(shipped, public):
+    """The same schema and scaling, with the shifts its datasheet states: lower amounts,
+    less online retail, more fraud, fraud abroad a smaller share of the fraud."""
+    assert list(public.columns) == list(shipped.columns)
+    assert len(public) == data.PUBLIC_ROWS
+    assert public["amount"].median() < 0.95 * shipped["amount"].median()
+    share = {
+        name: df["merchant_category"].eq("online_retail").mean()
+        for name, df in (("public", public), ("private", shipped))
+    }
+    assert share["public"] < share["private"] - 0.03
+    assert 0.013 < public["is_fraud"].mean() < 0.017 and shipped["is_fraud"].mean() < 0.012
+
+    def abroad_share(df: pd.DataFrame) -> float:
+        return df.loc[df["is_fraud"] == 1, "foreign"].mean()
+
+    assert abroad_share(public) < abroad_share(shipped)
+    x, _, names = data.feature_matrix(public)
+    scaled = data.scale_features(x, names, "course")  # the same fixed public constants
+    np.testing.assert_allclose(scaled.mean(axis=0), 0.0, atol=0.25)
+
+
+def test_default_population_is_the_course_data():
+    pd.testing.assert_frame_equal(
+        data.generate_transactions(500, 7),
+        data.generate_transactions(500, 7, data.COURSE_POPULATION),
+    )
+    with pytest.raises(ValueError, match=r"^population must be a data.Population"):
+        data.generate_transactions(500, 7, "public")

@@ -118,7 +118,7 @@ from dpcourse._validation import (
     require_positive_int,
     require_positive_number,
 )
-from dpcourse.choices import ACCOUNTANTS, SAMPLINGS
+from dpcourse.choices import ACCOUNTANTS, SAMPLINGS, TUNING_DISTRIBUTIONS
 
 #: Most step PLDs one PLD ε may compose (module docstring, "Limits").
 MAX_PLD_COMPOSITIONS = 10**6
@@ -922,3 +922,337 @@ privacy_report = _run_function(
     microbatch_size=1)``: the same as ``DpSgdRun(...).report(delta, ...)``.
     """,
 )
+
+
+# --------------------------------------------------------------------------- private tuning
+#
+# Papernot & Steinke, "Hyperparameter Tuning with Renyi Differential Privacy", ICLR 2022
+# (arXiv:2110.03620). Run a DP algorithm Q (here: one DP-SGD training run that also scores
+# its model) K times, K random, and release only the best run: the release costs a small
+# multiple of one run's RDP, where K fixed runs would cost K times it.
+
+#: Largest ``mean_runs`` (and ``runs`` of :func:`naive_tuning_epsilon`): each run trains a
+#: model, and more than 10,000 of them is not a search anyone runs.
+MAX_MEAN_RUNS = 10**4
+#: η of the truncated negative binomial when none is given: η = 1, the geometric
+#: distribution P[K = k] = γ(1 − γ)^(k−1), the simplest to explain (a coin with heads
+#: probability γ tossed after every run says whether to stop).
+DEFAULT_ETA = 1.0
+
+
+def _log_eta_over_expm1(eta: float, x: float) -> float:
+    """log(η / (e^{ηx} − 1)) for x > 0, read as log(1/x) at η = 0, without overflow."""
+    if eta == 0:
+        return -math.log(x)
+    if eta > 0:
+        return math.log(eta) - eta * x - math.log(-math.expm1(-eta * x))
+    return math.log(-eta) - math.log(-math.expm1(eta * x))
+
+
+def _truncated_negative_binomial_mean(eta: float, x: float) -> float:
+    """E[K] = η(1 − γ) / (γ(1 − γ^η)) with γ = e^{−x}: e^x − 1 times η / (1 − e^{−ηx})."""
+    return math.expm1(x) * math.exp(_log_eta_over_expm1(-eta, x))
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunsDistribution:
+    """The distribution of the number K of training runs in a private search; validated once.
+
+    ``distribution="poisson"``: K ~ Poisson(μ) with μ = ``mean_runs``,
+    P[K = k] = e^{−μ} μ^k / k! for k = 0, 1, 2, ... K = 0 happens (probability e^{−μ}):
+    the search then trains nothing and releases nothing, and the bound counts that case.
+
+    ``distribution="truncated_negative_binomial"``: K ~ D_{η,γ} of Papernot & Steinke
+    (2022, Section 3.1), for k = 1, 2, ... (never 0)::
+
+        P[K = k] = (1 − γ)^k / (γ^{−η} − 1) · Π_{ℓ=0}^{k−1} (ℓ + η)/(ℓ + 1)    (η ≠ 0)
+        P[K = k] = (1 − γ)^k / (k · log(1/γ))                                (η = 0)
+
+    with η = ``eta`` in (−1, ∞) and γ in (0, 1). η = 1 is the geometric distribution
+    P[K = k] = γ(1 − γ)^{k−1}; η = 0 the logarithmic one; for η > 0 it is the negative
+    binomial NB(η, γ) conditioned on K ≥ 1. Its mean is::
+
+        E[K] = η(1 − γ) / (γ(1 − γ^η))    (η ≠ 0),      E[K] = (1/γ − 1) / log(1/γ)    (η = 0)
+
+    which decreases from ∞ to 1 as γ goes from 0 to 1; ``gamma`` is the γ whose mean is
+    ``mean_runs`` (solved to machine precision). Small η means a heavier tail (a long
+    search now and then) and a cheaper bound; large η concentrates K near its mean.
+
+    dp_accounting's ``RepeatAndSelectDpEvent(event, mean, shape)`` names the same family
+    by ``mean`` = E[K] and ``shape`` = η (``shape=math.inf`` is the Poisson; dp_accounting
+    0.4.3 accepts only η ≥ 0, the paper any η > −1).
+
+    ``mean_runs`` must be in (1, MAX_MEAN_RUNS]: one run is no search (its ε is the run's).
+    ``eta`` must be None with the Poisson, which has no such parameter; None with the
+    truncated negative binomial means ``DEFAULT_ETA`` (the geometric distribution).
+    """
+
+    distribution: str = "poisson"
+    mean_runs: float
+    eta: float | None = None
+    gamma: float | None = dataclasses.field(init=False, default=None)
+
+    def __post_init__(self) -> None:
+        require_choice("distribution", self.distribution, TUNING_DISTRIBUTIONS)
+        mean = self.mean_runs
+        if not is_real(mean) or not 1 < mean <= MAX_MEAN_RUNS:
+            raise ValueError(
+                f"mean_runs must be a number above 1 and at most {MAX_MEAN_RUNS:,} (the "
+                f"expected number of training runs of the search), got {mean!r}."
+            )
+        object.__setattr__(self, "mean_runs", float(mean))
+        if self.distribution == "poisson":
+            if self.eta is not None:
+                raise ValueError(
+                    f"eta must be None with distribution='poisson' (the Poisson distribution "
+                    f"has only its mean), got {self.eta!r}; eta is the shape of "
+                    "distribution='truncated_negative_binomial'."
+                )
+            return
+        eta = DEFAULT_ETA if self.eta is None else self.eta
+        if not is_real(eta) or not math.isfinite(eta) or eta <= -1:
+            raise ValueError(
+                f"eta must be a finite number above -1 for the truncated negative binomial "
+                f"(0: logarithmic, 1: geometric), got {self.eta!r}."
+            )
+        object.__setattr__(self, "eta", float(eta))
+        object.__setattr__(self, "gamma", math.exp(-self._log_inverse_gamma()))
+
+    def _log_inverse_gamma(self) -> float:
+        """x = log(1/γ) > 0 with E[K](x) = mean_runs: E[K] increases with x, from 1 at 0."""
+        from scipy.optimize import brentq
+
+        eta, mean = self.eta, self.mean_runs
+        high = 1.0
+        while _truncated_negative_binomial_mean(eta, high) < mean:
+            high *= 2
+        return brentq(
+            lambda x: _truncated_negative_binomial_mean(eta, x) - mean,
+            0.0 + 1e-300,
+            high,
+            xtol=1e-300,
+            rtol=4 * np.finfo(float).eps,
+        )
+
+    def pmf(self, k: object) -> np.ndarray:
+        """P[K = k] for each integer in ``k`` (class docstring); 0 where K cannot be k."""
+        from scipy.special import gammaln
+
+        k = np.asarray(k)
+        if k.dtype.kind not in "iu":
+            raise ValueError(f"k must be integers (numbers of runs), got dtype {k.dtype}.")
+        kf = np.maximum(k, 1).astype(float)
+        if self.distribution == "poisson":
+            mu = self.mean_runs
+            return np.where(
+                k >= 0, np.exp(k * math.log(mu) - mu - gammaln(np.maximum(k, 0) + 1.0)), 0.0
+            )
+        eta, x = self.eta, -math.log(self.gamma)
+        # Π_{ℓ<k} (ℓ + η)/(ℓ + 1) = η Γ(k + η) / (Γ(1 + η) k!), and η / (γ^{−η} − 1) is
+        # taken together (both change sign at η = 0; at η = 0 their ratio is 1/log(1/γ)).
+        log_p = (
+            kf * math.log1p(-self.gamma)
+            + gammaln(kf + eta)
+            - gammaln(1.0 + eta)
+            - gammaln(kf + 1.0)
+            + _log_eta_over_expm1(eta, x)
+        )
+        return np.where(k >= 1, np.exp(log_p), 0.0)
+
+    def draw(self, rng: np.random.Generator) -> int:
+        """One K from this distribution, with ``rng`` (a ``numpy.random.Generator``).
+
+        Poisson: ``rng.poisson(mean_runs)``. Truncated negative binomial: inversion, the
+        smallest k with P[K ≤ k] > u for one uniform u, P[K = k] built by the recurrence
+        P[K = k + 1] = P[K = k] · (1 − γ)(k + η)/(k + 1).
+        """
+        if not isinstance(rng, np.random.Generator):
+            raise ValueError(
+                "rng must be a numpy.random.Generator (np.random.default_rng(seed)), got "
+                f"{type(rng).__name__}."
+            )
+        if self.distribution == "poisson":
+            return int(rng.poisson(self.mean_runs))
+        u = rng.random()
+        k, p = 1, float(self.pmf(np.array(1))[()])
+        cdf = p
+        while u >= cdf and p > 0:
+            p *= (1 - self.gamma) * (k + self.eta) / (k + 1)
+            k += 1
+            cdf += p
+        return k
+
+    def tuned_rdp(self, orders: object, rdp: object) -> np.ndarray:
+        """RDP ε'(λ) of releasing the best of K runs, from one run's RDP curve ε(λ).
+
+        ``orders`` λ ≥ 1 and ``rdp`` ε(λ) describe one run Q; the auxiliary order λ̂ ranges
+        over the same ``orders``. The theorems bound orders λ > 1.
+
+        Truncated negative binomial (Papernot & Steinke 2022, Theorem 2): if Q is
+        (λ, ε(λ))-RDP and (λ̂, ε(λ̂))-RDP, the best of K ~ D_{η,γ} runs is (λ, ε')-RDP with::
+
+            ε'(λ) = ε(λ) + (1 + η) · min_λ̂ [ (1 − 1/λ̂) ε(λ̂) + log(1/γ) / λ̂ ]
+                         + log(E[K]) / (λ − 1)
+
+        Poisson (Theorem 6): if Q is (λ, ε(λ))-RDP and (ε̂, δ̂)-DP with
+        e^ε̂ ≤ 1 + 1/(λ − 1), the best of K ~ Poisson(μ) runs (nothing if K = 0) is
+        (λ, ε')-RDP with::
+
+            ε'(λ) = ε(λ) + μ · δ̂ + log(μ) / (λ − 1)
+
+        where we take ε̂ = log(1 + 1/(λ − 1)), the largest allowed, and δ̂ = δ(ε̂) of the
+        same curve by dp_accounting's RDP → (ε, δ) conversion
+        (``rdp_privacy_accountant.compute_delta``).
+
+        Both bounds are then replaced by ε'(λ) ← min over λ' ≥ λ of ε'(λ'): Rényi
+        divergence never decreases with the order, so a bound at a larger order holds at a
+        smaller one, λ = 1 included (dp_accounting does this for the truncated negative
+        binomial; for the Poisson it can only lower the curve). dp_accounting 0.4.3
+        computes the same bounds (``_compute_rdp_repeat_and_select``); the tests compare.
+        """
+        orders, rdp = _require_rdp_curve(orders, rdp)
+        above_one = orders > 1
+        with np.errstate(divide="ignore"):
+            log_mean_term = np.where(
+                above_one, math.log(self.mean_runs) / np.where(above_one, orders - 1, 1), np.inf
+            )
+        if self.distribution == "poisson":
+            eps_hat = np.log1p(1 / np.where(above_one, orders - 1, np.inf))
+            delta_hat = np.array(
+                [rdp_privacy_accountant.compute_delta(orders, rdp, e)[0] for e in eps_hat]
+            )
+            bound = rdp + self.mean_runs * delta_hat + log_mean_term
+        else:
+            log_inverse_gamma = -math.log(self.gamma)
+            with np.errstate(invalid="ignore"):
+                auxiliary = np.where(
+                    np.isinf(rdp), np.inf, (1 - 1 / orders) * rdp + log_inverse_gamma / orders
+                )
+            bound = rdp + (1 + self.eta) * np.min(auxiliary) + log_mean_term
+        bound = np.where(above_one, bound, np.inf)
+        ascending = np.argsort(orders, kind="stable")
+        envelope = np.empty_like(bound)
+        envelope[ascending] = np.minimum.accumulate(bound[ascending][::-1])[::-1]
+        return envelope
+
+
+def _require_rdp_curve(orders: object, rdp: object) -> tuple[np.ndarray, np.ndarray]:
+    """``(orders, rdp)`` as float arrays: 1-D, the same length, λ ≥ 1 finite, ε(λ) ≥ 0."""
+    orders_array = np.asarray(orders, dtype=float)
+    rdp_array = np.asarray(rdp, dtype=float)
+    if orders_array.ndim != 1 or orders_array.size == 0:
+        raise ValueError(
+            f"orders must be a non-empty 1-D sequence, got shape {orders_array.shape}."
+        )
+    if rdp_array.shape != orders_array.shape:
+        raise ValueError(
+            f"rdp must have one value per order: orders has shape {orders_array.shape}, rdp "
+            f"{rdp_array.shape}."
+        )
+    if not np.all(np.isfinite(orders_array) & (orders_array >= 1)):
+        raise ValueError(f"orders must be finite numbers >= 1 (Rényi orders λ), got {orders!r}.")
+    if np.any(np.isnan(rdp_array) | (rdp_array < 0)):
+        raise ValueError(f"rdp must be numbers >= 0 (inf allowed), got {rdp!r}.")
+    return orders_array, rdp_array
+
+
+def _run_rdp_curve(run: DpSgdRun) -> tuple[np.ndarray, np.ndarray]:
+    """Orders and RDP of a whole run: dp_accounting's, or the unit-level one (k > 1 units
+    under Poisson sampling, as :meth:`DpSgdRun.epsilon` computes it)."""
+    if run.sampling == "poisson" and run.examples_per_unit > 1:
+        step_rdp = unit_accounting.unit_step_rdp(
+            run.sampling_rate, run.effective_noise_multiplier, run.examples_per_unit
+        )
+        return unit_accounting.ORDERS, run.steps * step_rdp
+    return _rdp_curve(run.dp_event())
+
+
+def tuning_rdp(
+    orders: object,
+    rdp: object,
+    *,
+    mean_runs: float,
+    distribution: str = "poisson",
+    eta: float | None = None,
+) -> np.ndarray:
+    """RDP curve of the best of K runs, K random: :meth:`RunsDistribution.tuned_rdp`.
+
+    ``tuning_rdp(orders, rdp, *, mean_runs, distribution="poisson", eta=None)`` returns
+    ε'(λ) at each of ``orders`` from one run's curve ``rdp``. Truncated
+    negative binomial (Papernot & Steinke 2022, Theorem 2)::
+
+        ε'(λ) = ε(λ) + (1 + η) min_λ̂ [(1 − 1/λ̂) ε(λ̂) + log(1/γ)/λ̂] + log(E[K])/(λ − 1)
+
+    Poisson (Theorem 6): ε'(λ) = ε(λ) + μ δ̂ + log(μ)/(λ − 1), δ̂ = δ(log(1 + 1/(λ − 1))).
+    """
+    distribution = RunsDistribution(distribution=distribution, mean_runs=mean_runs, eta=eta)
+    return distribution.tuned_rdp(orders, rdp)
+
+
+def draw_number_of_runs(
+    rng: np.random.Generator, distribution: str, mean_runs: float, eta: float | None = None
+) -> int:
+    """One K, the number of runs of a private search: :meth:`RunsDistribution.draw`.
+
+    Draw K before the search and run exactly K candidates: the bound of
+    :func:`tuning_epsilon` holds only for K from this distribution, decided before any
+    result is seen (stopping early because a run looked good breaks it). Poisson K can be
+    0; truncated negative binomial K is at least 1.
+    """
+    return RunsDistribution(distribution=distribution, mean_runs=mean_runs, eta=eta).draw(rng)
+
+
+def _require_run(run: object) -> DpSgdRun:
+    if not isinstance(run, DpSgdRun):
+        raise ValueError(f"run must be a DpSgdRun, got {type(run).__name__}.")
+    return run
+
+
+def tuning_epsilon(
+    run: DpSgdRun,
+    *,
+    mean_runs: float,
+    delta: float,
+    distribution: str = "poisson",
+    eta: float | None = None,
+) -> float:
+    """ε at ``delta`` of a private search: K runs like ``run``, K random, the best released.
+
+    K ~ ``distribution`` with mean ``mean_runs`` (:class:`RunsDistribution`); each run has
+    the privacy of ``run`` (same σ, sampling and steps; the hyperparameters that vary must
+    not change the accounting, and the score that picks the best must be computed from the
+    run's model and data outside the protected set, or be part of the run's own DP
+    guarantee). The run's RDP curve (dp_accounting's orders) becomes the search's by
+    :func:`tuning_rdp` and is converted to ε with dp_accounting's RDP → (ε, δ) conversion,
+    as ``accountant="rdp"`` converts one run. RDP only: the theorems are RDP statements.
+    ``math.inf`` when σ = 0. Compare :func:`naive_tuning_epsilon` for K fixed runs.
+    """
+    run = _require_run(run)
+    runs = RunsDistribution(distribution=distribution, mean_runs=mean_runs, eta=eta)
+    delta = _check_delta(delta, run.n_examples)
+    if run.noise_multiplier == 0:
+        return math.inf
+    orders, rdp = _run_rdp_curve(run)
+    tuned = runs.tuned_rdp(orders, rdp)
+    return float(rdp_privacy_accountant.compute_epsilon(orders, tuned, delta)[0])
+
+
+def naive_tuning_epsilon(
+    run: DpSgdRun, *, runs: int, delta: float, accountant: str = "rdp"
+) -> float:
+    """ε at ``delta`` of ``runs`` = K fixed runs like ``run`` (the best of them released).
+
+    The best of K outputs is post-processing of all K, so its guarantee is the composition
+    of K runs: dp_accounting's composition of K copies of the run's event, which for
+    DP-SGD is the same run trained for K times the epochs (K·T Poisson-sampled steps, or
+    K·E Gaussian epochs with shuffling). With ``accountant="rdp"`` (default) the RDP curve
+    is K · ε(λ), the figure to set beside :func:`tuning_epsilon`; ``"pld"`` is tighter.
+    """
+    run = _require_run(run)
+    runs = require_count("runs", runs, MAX_MEAN_RUNS)
+    if run.epochs * runs > MAX_EPOCHS:
+        raise ValueError(
+            f"runs={runs} of {run.epochs} epochs compose {run.epochs * runs:,} epochs, more "
+            f"than MAX_EPOCHS={MAX_EPOCHS:,}; use fewer runs."
+        )
+    return dataclasses.replace(run, epochs=run.epochs * runs).epsilon(delta, accountant)

@@ -17,3 +17,6 @@ MODELS: tuple[str, ...] = ("logistic", "mlp")
 OPTIMIZERS: tuple[str, ...] = ("adam", "sgd")
 #: What one guarantee protects: a transaction (a row) or a customer (all of its rows).
 PRIVACY_UNITS: tuple[str, ...] = ("transaction", "customer")
+#: Distributions of the random number of training runs in private hyperparameter tuning
+#: (``dpcourse.accounting.RunsDistribution``; Papernot & Steinke 2022).
+TUNING_DISTRIBUTIONS: tuple[str, ...] = ("poisson", "truncated_negative_binomial")

@@ -16,6 +16,7 @@ import math
 
 import dp_accounting
 import numpy as np
+import pandas.testing
 import pytest
 from dp_accounting.rdp.rdp_privacy_accountant import DEFAULT_RDP_ORDERS
 from scipy import stats
@@ -418,3 +419,129 @@ def test_other_bad_input_raises_naming_the_parameter():
 
 def test_distribution_names_are_the_choices():
     assert TUNING_DISTRIBUTIONS == ("poisson", TNB)
+
+
+# --------------------------------------------------------------------------- the search
+
+
+@pytest.fixture(scope="module")
+def split():
+    from dpcourse import data
+
+    return data.load_split()
+
+
+def test_validation_split_holds_out_training_rows_and_leaves_the_test_rows_out(split):
+    from dpcourse import tuning
+
+    search = tuning.validation_split(split)
+    assert search.n_train + len(search.y_test) == split.n_train
+    assert len(search.y_test) == pytest.approx(tuning.VALIDATION_FRACTION * split.n_train, abs=2)
+    rows = {row.tobytes() for row in split.x_train}
+    assert all(row.tobytes() in rows for row in search.x_test)  # validation ⊂ training rows
+    fit = {row.tobytes() for row in search.x_train}
+    assert not any(row.tobytes() in fit for row in search.x_test)  # disjoint from fitting
+    assert search.y_test.mean() == pytest.approx(split.y_train.mean(), rel=0.02)  # stratified
+    again = tuning.validation_split(split)
+    assert np.array_equal(again.x_test, search.x_test)
+    with pytest.raises(ValueError, match=r"^fraction must"):
+        tuning.validation_split(split, fraction=1.0)
+    with pytest.raises(ValueError, match=r"^split must"):
+        tuning.validation_split(split.x_train)
+
+
+#: A cheap search for the tests: one epoch per candidate, σ = 3, K ≥ 1 (geometric).
+def small_search(split, **changes):
+    from dpcourse import tuning
+    from dpcourse.training import TrainConfig
+
+    arguments = {
+        "base": TrainConfig(noise_multiplier=3.0, batch_size=8192, epochs=1),
+        "distribution": TNB,
+        "eta": 1.0,
+        "mean_runs": 3.0,
+        "seed": 1,
+    }
+    return tuning.private_random_search(split, **(arguments | changes))
+
+
+@pytest.mark.slow
+def test_private_search_is_deterministic_and_never_reads_the_test_labels(split):
+    """Two searches with one seed, the second with the test labels shuffled: the same K,
+    candidates and choice (the search never reads the test rows), different test metrics."""
+    import dataclasses
+
+    from dpcourse import tuning
+    from dpcourse.metrics import evaluate
+
+    first = small_search(split)
+    rng = np.random.default_rng(0)
+    shuffled = dataclasses.replace(split, y_test=rng.permutation(split.y_test))
+    second = small_search(shuffled)
+    assert first.number_of_runs == draw_number_of_runs(np.random.default_rng(1), TNB, 3.0, 1.0)
+    assert first.number_of_runs >= 2
+    timings = ["train_seconds"]
+    pandas.testing.assert_frame_equal(
+        first.table().drop(columns=timings), second.table().drop(columns=timings)
+    )
+    assert dataclasses.replace(first.chosen, train_seconds=0) == dataclasses.replace(
+        second.chosen, train_seconds=0
+    )
+    assert first.test_metrics["auprc"] != second.test_metrics["auprc"]
+    # The choice is the best validation AUPRC, measured on the held-out training rows.
+    scores = [c.validation_auprc for c in first.candidates]
+    assert first.chosen.validation_auprc == max(scores)
+    validation = tuning.validation_split(split)
+    assert evaluate(first.model, validation.x_test, validation.y_test)["auprc"] == (
+        pytest.approx(first.chosen.validation_auprc, rel=1e-6)
+    )
+    assert first.test_metrics == evaluate(first.model, split.x_test, split.y_test)
+    # Every candidate is the same DP-SGD run; the search's ε is the theorem's for it.
+    assert first.config.noise_multiplier == first.run.noise_multiplier == 3.0
+    assert first.run.n_examples == validation.n_train
+    assert {c.learning_rate for c in first.candidates} <= set(tuning.SEARCH_LEARNING_RATES)
+    assert {c.l2_norm_clip for c in first.candidates} <= set(tuning.SEARCH_CLIP_NORMS)
+    assert first.epsilon == tuning_epsilon(
+        first.run, mean_runs=3.0, delta=1e-6, distribution=TNB, eta=1.0
+    )
+    assert first.run_epsilon < first.epsilon
+    assert first.naive_epsilon == naive_tuning_epsilon(first.run, runs=3, delta=1e-6)
+
+
+def test_a_search_that_draws_no_run_releases_nothing(split):
+    seed = next(
+        s for s in range(100) if draw_number_of_runs(np.random.default_rng(s), "poisson", 1.1) == 0
+    )
+    result = small_search(split, distribution="poisson", eta=None, mean_runs=1.1, seed=seed)
+    assert result.number_of_runs == 0
+    assert result.chosen is result.config is result.model is result.test_metrics is None
+    assert result.table().empty
+    assert result.epsilon > result.run_epsilon  # the bound counts the K = 0 case too
+
+
+@pytest.mark.parametrize(
+    ("changes", "name"),
+    [
+        ({"learning_rates": ()}, "learning_rates"),
+        ({"learning_rates": (0.01, -1.0)}, "learning_rates"),
+        ({"clip_norms": "1.0"}, "clip_norms"),
+        ({"clip_norms": (math.nan,)}, "clip_norms"),
+        ({"seed": -1}, "seed"),
+        ({"mean_runs": 0.5}, "mean_runs"),
+        ({"distribution": "uniform"}, "distribution"),
+        ({"base": None, "eta": 0.5, "distribution": "poisson"}, "eta"),
+    ],
+)
+def test_bad_search_parameters_raise_before_training(changes, name):
+    from dpcourse import tuning
+
+    with pytest.raises(ValueError, match=rf"^{name} must"):
+        tuning.private_random_search(None, **({"distribution": "poisson"} | changes))
+
+
+def test_a_non_private_base_is_refused():
+    from dpcourse import tuning
+    from dpcourse.training import TrainConfig
+
+    with pytest.raises(ValueError, match=r"^base must"):
+        tuning.private_random_search(None, base=TrainConfig(private=False))

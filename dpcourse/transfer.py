@@ -1,6 +1,6 @@
 """Public pretraining and private fine-tuning (lesson 10).
 
-The recipe of Ponomareva et al. (2023, "How to DP-fy ML", Section 5.2): train a model
+The recipe Ponomareva et al. (2023, "How to DP-fy ML") recommend: train a model
 without privacy on public data, then continue training it with DP-SGD on the private data.
 The public data costs no privacy, so the fine-tuned model has exactly the guarantee of the
 DP-SGD run on the private data, the same ε as a run from scratch with the same σ, batch,

@@ -9,6 +9,7 @@ import subprocess
 import sys
 
 import dp_accounting
+import pandas as pd
 import pytest
 
 from dpcourse import accounting, cli, data
@@ -116,6 +117,15 @@ def test_data_is_reproducible_and_loadable(tmp_path, capsys):
         assert result["rows"] == 5000
     assert a.read_bytes() == b.read_bytes()
     assert len(data.load_transactions(a)) == 5000
+
+
+def test_data_public_draws_the_public_population_with_its_own_seed(tmp_path, capsys):
+    out = tmp_path / "public.csv.gz"
+    result = run_json(capsys, "data", "--public", "--rows", "2000", "--out", str(out))
+    assert result["seed"] == data.PUBLIC_SEED and result["rows"] == 2000
+    expected = data.generate_transactions(2000, data.PUBLIC_SEED, data.PUBLIC_POPULATION)
+    pd.testing.assert_frame_equal(data.load_transactions(out), expected)
+    assert data.load_transactions(out)["customer_id"].min() >= 1_000_000
 
 
 def test_data_if_missing_keeps_an_existing_file(tmp_path, capsys):

@@ -41,6 +41,18 @@ from tensorflow_privacy.privacy.fast_gradient_clipping import clip_grads, gradie
 _MEAN_REDUCTIONS = (tf.keras.losses.Reduction.AUTO, tf.keras.losses.Reduction.SUM_OVER_BATCH_SIZE)
 
 
+def unit_gradient_route(d_in: int, d_out: int, examples_per_unit: int) -> str:
+    """How ``UnitDPSequential`` clips a d_in → d_out dense layer's kernel per unit of at
+    most k = ``examples_per_unit`` rows (the class docstring): ``"rows"`` when
+    d_in·d_out ≤ d_in + d_out, ``"product"`` when d_in·d_out ≤ k·(d_in + d_out), else
+    ``"gram"``."""
+    if d_in * d_out <= d_in + d_out:
+        return "rows"
+    if d_in * d_out <= examples_per_unit * (d_in + d_out):
+        return "product"
+    return "gram"
+
+
 class OnePassDPSequential(tensorflow_privacy.DPSequential):
     """``tensorflow_privacy.DPSequential`` whose fast clipping takes one backward pass.
 
@@ -159,7 +171,8 @@ class UnitDPSequential(OnePassDPSequential):
 
     **One backward pass.** For a dense layer with inputs A (rows aᵢ) and output gradients
     G (rows gᵢ), unit u's gradient is A_uᵀG_u = Σ_{i∈u} aᵢgᵢᵀ (kernel) and Σ_{i∈u} gᵢ
-    (bias). Each layer takes the cheapest exact route to the norms and the clipped sum:
+    (bias). Each layer takes the cheaper exact route to the norms and the clipped sum
+    (``unit_gradient_route``):
 
     * **per-unit gradient from per-row products** when d_in·d_out ≤ d_in + d_out (a layer
       to one output, e.g. the logit): K_u = Σ_{i∈u} aᵢgᵢᵀ summed by unit, then ‖K_u‖²
@@ -217,13 +230,13 @@ class UnitDPSequential(OnePassDPSequential):
         unit_grads = {}  # variable → its per-unit gradients (units, ...), where formed
         gram_layers = []  # (layer, A, G) of the layers whose kernel is clipped row by row
         for (layer, inputs, *_), g in zip(records, output_grads, strict=True):
-            d_in, d_out = inputs.shape[-1], g.shape[-1]
-            if d_in * d_out <= d_in + d_out:  # per-row products aᵢgᵢᵀ, summed by unit
+            route = unit_gradient_route(inputs.shape[-1], g.shape[-1], k)
+            if route == "rows":  # per-row products aᵢgᵢᵀ, summed by unit
                 outer = inputs[:, :, tf.newaxis] * g[:, tf.newaxis, :]
                 unit_grads[layer.kernel.ref()] = tf.math.unsorted_segment_sum(
                     outer, row_unit, units
                 )
-            elif d_in * d_out <= k * (d_in + d_out):  # A_uᵀG_u, one batched product
+            elif route == "product":  # A_uᵀG_u, one batched product
                 unit_grads[layer.kernel.ref()] = tf.matmul(
                     by_unit(inputs), by_unit(g), transpose_a=True
                 )

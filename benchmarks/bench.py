@@ -22,10 +22,11 @@
 5. **course**: every lesson executed top to bottom in a fresh kernel, one after another
    (targets: 60 s and 1.5 GiB each, 6 minutes for the whole course).
 6. **customer**: one epoch of customer-level DP-SGD (``privacy_unit="customer"``: whole
-   customers sampled, each customer's summed gradient clipped with per-customer ghost
-   norms) against one transaction-level DP epoch over the same rows (the training data
-   capped at ``DEFAULT_MAX_EXAMPLES_PER_UNIT`` transactions per customer, batches of the
-   same expected number of rows), interleaved as in part 1. Target: 1.3×.
+   customers sampled, each customer's summed gradient clipped as one from the same
+   backward pass, ``fast_clipping.UnitDPSequential``) against one transaction-level DP
+   epoch over the same rows (the training data capped at ``DEFAULT_MAX_EXAMPLES_PER_UNIT``
+   transactions per customer, batches of the same expected number of rows), interleaved
+   as in part 1. Target: 1.3×.
 
 Run ``make bench`` or ``python benchmarks/bench.py [--parts ...] [--repeats N] [--out PATH]``:
 it prints the tables as Markdown on stdout (progress bars on stderr) and writes them, under
@@ -634,10 +635,10 @@ def customer_table(repeats: int) -> Table:
             "epoch of a two-epoch `fit`; both on the `fast` path (one backward pass), σ = 1, "
             "Adam, Poisson sampling as `train` draws it: of transactions at the batch size "
             "that gives the same expected rows per step, or of whole customers, whose "
-            "summed gradients are clipped with per-customer ghost norms (within-customer "
-            "Gram products). Customer batches vary more in rows, so they are padded more "
-            "(column *steps × padded rows*). The CPU column is process CPU time over both "
-            "epochs."
+            "summed gradients are clipped as one (each layer's per-customer gradient formed "
+            "in one batched product and reused for the clipped sum). Customer batches vary "
+            "more in rows, so they are padded more (column *steps × padded rows*). The CPU "
+            "column is process CPU time over both epochs."
         ),
         header=(
             "run",

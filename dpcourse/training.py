@@ -114,7 +114,7 @@ DEFAULT_TARGET_EPSILON = 1.0
 DEFAULT_BATCH_SIZE = 8192
 DEFAULT_UNITS_PER_BATCH = 1024
 #: Transactions kept per customer (at random) for customer-level DP-SGD, when not given:
-#: 89 % of the course's training transactions, and per-customer Gram products of 20 × 20.
+#: 89 % of the course's training transactions, in a layout of 20 rows per sampled customer.
 DEFAULT_MAX_EXAMPLES_PER_UNIT = 20
 #: Padding of Poisson batches, in standard deviations of the batch size above B. A batch
 #: exceeds it with probability about 1e-9 per step (then the padding grows to fit).

@@ -19,7 +19,7 @@ from tensorflow_privacy.privacy.fast_gradient_clipping.layer_registry import (
 )
 
 from dpcourse import dpsgd, training
-from dpcourse.fast_clipping import OnePassDPSequential, UnitDPSequential
+from dpcourse.fast_clipping import OnePassDPSequential, UnitDPSequential, unit_gradient_route
 from dpcourse.models import model_layers
 from dpcourse.training import TrainConfig, with_changes
 
@@ -206,12 +206,33 @@ def _flat_update(model, x, y, w, slots):
     return np.concatenate([v.ravel() for v in model.get_weights()]) - start
 
 
+def test_unit_gradient_routes():
+    """The course MLP at k = 20 forms its per-customer gradients; the reference test below
+    (6 → 8 → 4 → 1 at k = 1, 3, 7) takes every route."""
+    assert [unit_gradient_route(d, e, 20) for d, e in [(16, 32), (32, 16), (16, 1)]] == [
+        "product",
+        "product",
+        "rows",
+    ]
+    routes = {
+        k: [unit_gradient_route(d, e, k) for d, e in [(6, 8), (8, 4), (4, 1)]] for k in (1, 3, 7)
+    }
+    assert routes == {
+        1: ["gram", "gram", "rows"],
+        3: ["gram", "product", "rows"],
+        7: ["product", "product", "rows"],
+    }
+    assert unit_gradient_route(256, 256, 20) == "gram"  # wide layers: no (units, d, d) tensor
+
+
 @pytest.mark.parametrize("k", [1, 3, 7])
 def test_unit_step_equals_the_numpy_reference(k):
     """σ = 0, SGD at learning rate 1: the update is −Σ_u clip_C(Σ_{i∈u} wᵢ∇ℓᵢ) / P, with P
-    the rows given (``dpsgd.private_unit_mean`` with expected_units = P)."""
+    the rows given (``dpsgd.private_unit_mean`` with expected_units = P). Units of 1 to k
+    rows, both ends included."""
     rng = np.random.default_rng(k)
-    x, y, w, slots, unit_of_row = _unit_batch(rng, rng.integers(1, k + 1, size=12), k, 5)
+    sizes = np.r_[1, k, rng.integers(1, k + 1, size=10)]
+    x, y, w, slots, unit_of_row = _unit_batch(rng, sizes, k, 5)
     real = unit_of_row >= 0
     probe = _unit_model(1.0, k)
     grads = dpsgd.per_example_gradients(probe, x, y) * w[:, None]

@@ -253,9 +253,11 @@ def poisson_dataset(
 
 
 class ClipNormLog(tf.keras.callbacks.Callback):
-    """Records the optimizer's clipping norm after every step (``norms``), and, every
-    ``probe_every`` steps, ``probe(model)`` (e.g. a quantile of the gradient norms on a
-    probe sample, for a figure; not private) in ``probes`` as (step, value)."""
+    """Records the optimizer's clipping norm after every step (``norms``), and ``probe(model)``
+    (e.g. a quantile of the gradient norms on a probe sample, for a figure; not private)
+    before training and after every ``probe_every`` steps, in ``probes`` as (step, value).
+    TensorFlow's warnings while probing (retracing of the probe's own functions) are muted.
+    """
 
     def __init__(
         self, probe: Callable[[tf.keras.Model], float] | None = None, probe_every: int = 25
@@ -266,11 +268,24 @@ class ClipNormLog(tf.keras.callbacks.Callback):
         self._probe = probe
         self._every = require_positive_int("probe_every", probe_every)
 
+    def _record_probe(self, step: int) -> None:
+        if self._probe is None:
+            return
+        logger = tf.get_logger()
+        level = logger.level
+        logger.setLevel("ERROR")
+        try:
+            self.probes.append((step, float(self._probe(self.model))))
+        finally:
+            logger.setLevel(level)
+
+    def on_train_begin(self, logs: dict[str, float] | None = None) -> None:
+        self._record_probe(0)
+
     def on_train_batch_end(self, batch: int, logs: dict[str, float] | None = None) -> None:
         self.norms.append(self.model.optimizer.l2_norm_clip)
-        step = len(self.norms)
-        if self._probe is not None and (step == 1 or step % self._every == 0):
-            self.probes.append((step, float(self._probe(self.model))))
+        if len(self.norms) % self._every == 0:
+            self._record_probe(len(self.norms))
 
 
 @dataclass(frozen=True)

@@ -575,6 +575,70 @@ def effective_noise_multiplier(noise_multiplier: float, microbatch_size: int = 1
     return _sigma_eff(sigma, require_positive_int("microbatch_size", microbatch_size))
 
 
+def _require_clipped_count_stddev(value: object) -> float:
+    if not is_real(value) or not 0.0 <= float(value) < math.inf:
+        raise ValueError(
+            f"clipped_count_stddev must be a finite number >= 0 (the std of the noise on the "
+            f"count of unclipped gradients; Andrew et al. suggest batch_size / 20), got {value!r}."
+        )
+    return float(value)
+
+
+def adaptive_clip_effective_noise_multiplier(
+    noise_multiplier: float, clipped_count_stddev: float
+) -> float:
+    """σ_eff of DP-SGD with quantile-adaptive clipping: σ_eff = (σ⁻² + (2σ_b)⁻²)^(−1/2).
+
+    Each step of adaptive clipping (Andrew et al. 2021, "Differentially private learning
+    with adaptive clipping", Theorem 1; TF Privacy's ``QuantileAdaptiveClipSumQuery``)
+    releases two Gaussian sums over the SAME sampled batch:
+
+    - the clipped gradients, Σ clip(gᵢ, C) + N(0, σ²C²·I): one record moves it by at most
+      C, so its noise multiplier is σ (``noise_multiplier``);
+    - the centred count of unclipped gradients, Σ (1[‖gᵢ‖ ≤ C] − ½) + N(0, σ_b²): one record
+      moves it by at most ½, so its noise multiplier is σ_b/(½) = 2σ_b
+      (``clipped_count_stddev`` is σ_b, TF Privacy's name; its ``GaussianSumQuery`` for the
+      count has ``l2_norm_clip=0.5, stddev=σ_b`` and reports ``GaussianDpEvent(2σ_b)``).
+
+    Divide the first release by σC and the second by σ_b: the pair is a Gaussian mechanism
+    with identity covariance whose mean moves, when one record is added or removed, by a
+    vector of norm at most √((C/σC)² + (½/σ_b)²) = √(σ⁻² + (2σ_b)⁻²). A Gaussian mechanism
+    depends only on that norm, so the pair is exactly one Gaussian mechanism with noise
+    multiplier σ_eff = (σ⁻² + (2σ_b)⁻²)^(−1/2), sampled like the batch. (For unsampled
+    steps this is also RDP composition: α/(2σ²) + α/(2(2σ_b)²) = α/(2σ_eff²).) Account the
+    run as ordinary DP-SGD with ``noise_multiplier=σ_eff``. σ_eff < min(σ, 2σ_b): the clip
+    norm is paid for. σ = 0 or σ_b = 0 (no noise on either release) gives σ_eff = 0, ε = ∞.
+    """
+    sigma = require_noise_multiplier(noise_multiplier)
+    count_stddev = _require_clipped_count_stddev(clipped_count_stddev)
+    if sigma == 0 or count_stddev == 0:
+        return 0.0
+    return (sigma**-2 + (2 * count_stddev) ** -2) ** -0.5
+
+
+def adaptive_clip_noise_multiplier_for(
+    effective_noise_multiplier: float, clipped_count_stddev: float
+) -> float:
+    """σ of the clipped-gradient sum that gives adaptive clipping the σ_eff asked for:
+    σ = (σ_eff⁻² − (2σ_b)⁻²)^(−1/2), the inverse of
+    :func:`adaptive_clip_effective_noise_multiplier` (Andrew et al. 2021 calibrate this way).
+
+    Needs 2σ_b > σ_eff: the count's noise alone must leave room for the gradients'.
+    """
+    target = require_noise_multiplier(effective_noise_multiplier)
+    count_stddev = _require_clipped_count_stddev(clipped_count_stddev)
+    if target == 0:
+        return 0.0
+    if 2 * count_stddev <= target:
+        raise ValueError(
+            f"clipped_count_stddev must exceed effective_noise_multiplier / 2 = {target / 2:g} "
+            f"(got {clipped_count_stddev!r}): the count's own noise multiplier 2σ_b already "
+            "allows less privacy than σ_eff; raise clipped_count_stddev (Andrew et al. suggest "
+            "batch_size / 20) or the target σ_eff."
+        )
+    return (target**-2 - (2 * count_stddev) ** -2) ** -0.5
+
+
 dp_sgd_event = _run_function(
     DpSgdRun.dp_event,
     "dp_sgd_event",

@@ -174,3 +174,113 @@ def test_accounting_module_is_the_dp_sgd_reference():
     assert run.sgd_epsilon(DELTA, "shuffle") == accounting.compute_epsilon(
         N, B, SIGMA, EPOCHS, DELTA, sampling="shuffle"
     )
+
+
+# --------------------------------------------------------------------------- TF Privacy
+def tree_model(sigma: float, dim: int, period: int, batch_size: int = 1):
+    """A one-layer DpFtrlSequential with a (dim, 1) kernel: its query is the one training uses."""
+    import tensorflow as tf
+
+    from dpcourse.dp_ftrl_training import DpFtrlSequential
+
+    layers = [tf.keras.Input(shape=(dim,)), tf.keras.layers.Dense(1, use_bias=False)]
+    return DpFtrlSequential(
+        layers,
+        l2_norm_clip=1.0,
+        noise_multiplier=sigma,
+        batch_size=batch_size,
+        steps_per_epoch=period,
+        noise_seed=0,
+    )
+
+
+def test_tf_privacy_tree_noise_is_the_nodes_of_each_prefix_and_restarts_each_epoch():
+    """Cumulated residuals of zero records are the tree noise Z_t: variance popcount(t)·σ²C²
+    within an epoch; after the restart a new tree starts on top of the last epoch's Z_T."""
+    import tensorflow as tf
+
+    period, dim, sigma = 4, 4000, 1.5
+    query = tree_model(sigma, dim, period).query
+    state = query.initial_global_state()
+    zeros = [tf.zeros((dim, 1))]
+    residuals = []
+    for _ in range(2 * period):
+        residual, state, _ = query.get_noised_result(zeros, state)
+        residuals.append(residual[0].numpy().ravel())
+    cumulated = np.cumsum(residuals, axis=0)
+    low, high = stats.chi2.ppf([0.0005, 0.9995], dim)
+    for step in range(1, 2 * period + 1):
+        epoch_start = 0 if step <= period else period
+        noise = cumulated[step - 1] - (cumulated[epoch_start - 1] if epoch_start else 0)
+        nodes = len(nodes_of_prefix(step - epoch_start))
+        chi2 = float(np.sum(noise**2) / (nodes * sigma**2))
+        assert low < chi2 < high, (step, nodes, chi2 / dim)
+
+
+def test_tf_privacy_tree_is_exact_without_noise():
+    import tensorflow as tf
+
+    period, dim = 5, 3
+    query = tree_model(0.0, dim, period).query
+    state = query.initial_global_state()
+    records = np.random.default_rng(0).normal(size=(2 * period, dim, 1)).astype(np.float32)
+    for record in records:
+        residual, state, _ = query.get_noised_result([tf.constant(record)], state)
+        np.testing.assert_allclose(residual[0].numpy(), record, atol=1e-6)
+
+
+# --------------------------------------------------------------------------- training
+@pytest.fixture(scope="module")
+def small_split():
+    """The first 20,480 training rows (and the whole test set) of the course split."""
+    import dataclasses
+
+    from dpcourse.data import load_split
+
+    split = load_split()
+    return dataclasses.replace(
+        split,
+        x_train=split.x_train[:20_480],
+        y_train=split.y_train[:20_480],
+        customer_train=None,
+        customer_test=None,
+    )
+
+
+def test_training_is_dp_sgd_without_noise(small_split):
+    """σ = 0: every residual is the clipped sum, so DP-FTRL is clipped SGD, which the course's
+    DP-SGD (TF Privacy's DPSequential, shuffled batches, SGD) computes independently."""
+    from dpcourse.dp_ftrl_training import train_dp_ftrl
+    from dpcourse.training import TrainConfig, train
+
+    ftrl = train_dp_ftrl(
+        small_split, noise_multiplier=0.0, epochs=2, batch_size=2048, learning_rate=0.5
+    )
+    config = TrainConfig(
+        noise_multiplier=0.0,
+        sampling="shuffle",
+        optimizer="sgd",
+        batch_size=2048,
+        epochs=2,
+        learning_rate=0.5,
+    )
+    sgd = train(config, small_split, verbose=0)
+    for a, b in zip(ftrl.model.get_weights(), sgd.model.get_weights(), strict=True):
+        np.testing.assert_allclose(a, b, atol=2e-5)
+    assert ftrl.epsilon == math.inf
+
+
+def test_training_under_fit_is_reproducible_and_accounted(small_split):
+    from dpcourse.dp_ftrl_training import train_dp_ftrl
+
+    runs = [
+        train_dp_ftrl(small_split, noise_multiplier=3.0, epochs=2, batch_size=1024)
+        for _ in range(2)
+    ]
+    for a, b in zip(runs[0].model.get_weights(), runs[1].model.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert runs[0].epsilon == DpFtrlRun(20_480, 1024, 3.0, 2).epsilon(1e-6)
+    assert len(runs[0].history["loss"]) == 2
+    assert 0.0 < runs[0].metrics["auprc"] <= 1.0
+    other_seed = train_dp_ftrl(small_split, noise_multiplier=3.0, epochs=2, batch_size=1024, seed=1)
+    assert not np.array_equal(runs[0].model.get_weights()[0], other_seed.model.get_weights()[0])

@@ -150,6 +150,62 @@ update_clip = FunctionExercise(
 )
 
 
+# --------------------------------------------------------------------------- tree nodes
+FTRL_STEPS = 175  # T = ⌊90,000 / 512⌋, the steps of one epoch in the lesson
+
+
+def _tree_nodes(steps_per_epoch: int = FTRL_STEPS) -> int:
+    """D = ⌊log₂ T⌋ + 1: the released tree nodes one example's leaf reaches in an epoch."""
+    return int(steps_per_epoch).bit_length()
+
+
+tree_nodes = NumericExercise(
+    lesson="11",
+    name="tree_nodes",
+    title="How many tree nodes one example reaches",
+    prompt=(
+        f"One epoch of DP-FTRL has T = {FTRL_STEPS} steps, one leaf per step, and the binary "
+        "tree over them releases every complete node (a sum of 2^l consecutive leaves) with "
+        "its own noise. One example's clipped gradient sits in one leaf. How many released "
+        "noisy nodes can it reach in that epoch? Set `tree_nodes` to that number D."
+    ),
+    hints=[
+        "The leaf's ancestors are one node per level l, as long as the node of 2^l leaves "
+        "containing it is complete.",
+        "The deepest complete level is ⌊log₂ T⌋, so D = ⌊log₂ T⌋ + 1 levels (counting the "
+        "leaves): `T.bit_length()` in Python.",
+    ],
+    solution_code=f"tree_nodes = ({FTRL_STEPS}).bit_length()\n",
+    answer_names="tree_nodes",
+    expected=_tree_nodes,
+    rtol=0.0,
+    atol=0.0,
+    mistakes=[
+        Mistake(
+            _near(math.ceil(math.log2(FTRL_STEPS)) + 1),
+            "Your value {answer} is ⌈log₂ T⌉ + 1, a tree padded to a power of two; only "
+            "complete nodes are released, so D = ⌊log₂ T⌋ + 1.",
+        ),
+        Mistake(
+            _near(1),
+            "Your value {answer} is DP-SGD's count: one noisy step per example per epoch. The "
+            "tree releases every ancestor of the leaf too.",
+        ),
+        Mistake(
+            _near(FTRL_STEPS),
+            "Your value {answer} counts the steps; an example is in one leaf, and only its "
+            "ancestors (one per level) contain it.",
+        ),
+    ],
+    wrong_answers=[math.ceil(math.log2(FTRL_STEPS)) + 1, 1, FTRL_STEPS, math.log2(FTRL_STEPS)],
+    explanation=(
+        f"D = ⌊log₂ {FTRL_STEPS}⌋ + 1 = {_tree_nodes()}, `dp_ftrl.tree_depth`. One epoch is "
+        "then a Gaussian mechanism with sensitivity √D·C: RDP λ·D/(2σ²) per epoch, which is "
+        "why at equal σ DP-FTRL's ε is larger than shuffled DP-SGD's."
+    ),
+)
+
+
 # --------------------------------------------------------------------------- quiz
 quiz = Quiz(
     lesson="11",
@@ -244,7 +300,52 @@ quiz = Quiz(
                 "c": "σ_b sets both the count's privacy and how precisely b̃ is known.",
             },
         ),
+        MultipleChoice(
+            prompt=(
+                "Same noise multiplier, batch size and epochs, on shuffled data: which ε is "
+                "largest?"
+            ),
+            options={
+                "a": "DP-SGD with Poisson sampling.",
+                "b": "DP-SGD on shuffled batches.",
+                "c": "DP-FTRL with one tree per epoch.",
+            },
+            correct="c",
+            explanations={
+                "a": (
+                    "Poisson sampling amplifies, so its ε is the smallest, and fit's shuffled "
+                    "batches do not earn it."
+                ),
+                "b": "Shuffled DP-SGD releases one noisy step per example per epoch: less than D.",
+                "c": (
+                    "Right: each example reaches D = ⌊log₂ T⌋ + 1 noisy nodes per epoch instead "
+                    "of one step. DP-FTRL pays off at equal ε, with less noise in the model."
+                ),
+            },
+        ),
+        MultipleChoice(
+            prompt="Why does the DP-FTRL tree restart every epoch?",
+            options={
+                "a": "To save memory: a tree over all steps would be too large.",
+                "b": (
+                    "Within one epoch each example is in one leaf, so it reaches at most D "
+                    "nodes (sensitivity √D·C); the E epochs then compose like E independent "
+                    "Gaussian mechanisms. Without restarts one example would sit in E leaves "
+                    "of one tree."
+                ),
+                "c": "Because TF Privacy cannot build trees deeper than one epoch.",
+            },
+            correct="b",
+            explanations={
+                "a": "A tree keeps only O(log T) partial sums: memory is not the reason.",
+                "b": (
+                    "Right: dp_accounting's "
+                    "SelfComposedDpEvent(SingleEpochTreeAggregationDpEvent(σ, T), E)."
+                ),
+                "c": "The query works over any number of steps; the restart is for the accounting.",
+            },
+        ),
     ],
 )
 
-EXERCISES = [sigma_eff, update_clip, quiz]
+EXERCISES = [sigma_eff, update_clip, tree_nodes, quiz]

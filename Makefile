@@ -27,6 +27,7 @@ PORT   ?= 8888
 NOTEBOOK_DIR ?= notebooks
 LAB_FLAGS ?=
 PYTEST_ARGS ?=
+TEST_WORKERS ?= 2
 LAB_SETTINGS := $(VENV)/share/jupyter/lab/settings/overrides.json
 KERNEL_SPEC  := $(VENV)/share/jupyter/kernels/python3/kernel.json
 # JupyterHub's proxy, the npm package pinned by hub/package-lock.json, kept in the project.
@@ -50,8 +51,12 @@ lab: $(STAMP) $(DATA) $(PUBLIC_DATA) jupyter-files
 	$(VENV)/bin/jupyter lab --config=etc/jupyter_server_config.py \
 		--ServerApp.root_dir=$(NOTEBOOK_DIR) --port=$(PORT) $(ROOT_FLAG) $(LAB_FLAGS)
 
+# Two pytest workers (pytest-xdist), each taking whole files (--dist loadfile: a notebook's
+# cells run in order in one kernel): many slow tests wait on pip, a hub or a browser, and the
+# other worker uses that core. TEST_WORKERS=0 runs everything in one process.
 test: $(DEV_STAMP) $(DATA) $(PUBLIC_DATA) jupyter-files
-	$(PY) -m pytest tests notebooks --nbval-lax --nbval-current-env --nbval-cell-timeout=600 $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile tests notebooks \
+		--nbval-lax --nbval-current-env --nbval-cell-timeout=600 $(PYTEST_ARGS)
 
 # The instructor edition: every exercise cell with its solution filled in.
 instructor: $(STAMP) $(DATA) $(PUBLIC_DATA)

@@ -199,61 +199,76 @@ def test_execute_notebook_measures_the_kernels_own_peak_memory(tmp_path):
     del ballast
 
 
+def _wait_for_a_reply(client_class: type, timeout: int) -> tuple[float, nbformat.NotebookNode]:
+    """Run two cells with ``client_class``; while it waits for the second cell's reply, the
+    reply arrives and, before the event loop looks at the shell socket, a comm message is
+    sent on it. Return the seconds from the request to the reply, and the notebook."""
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [
+        nbformat.v4.new_code_cell("1 + 1"),
+        nbformat.v4.new_code_cell("import time; time.sleep(0.5); 'done'"),  # replies at 0.5 s
+    ]
+
+    def send_while_the_reply_arrives() -> None:
+        time.sleep(1.5)  # the loop is busy (processing output) when the reply arrives
+        kc = client.kc
+        kc.shell_channel.send(kc.session.msg("comm_msg", {"comm_id": "none", "data": {}}))
+
+    waited = {}
+
+    def reply_received(cell, cell_index, execute_reply):
+        if cell_index == 1:
+            waited["seconds"] = time.perf_counter() - waited["since"]
+
+    def start_clock(cell, cell_index):
+        if cell_index == 1:
+            waited["since"] = time.perf_counter()
+            asyncio.get_running_loop().call_later(0.05, send_while_the_reply_arrives)
+
+    client = client_class(
+        nb,
+        timeout=timeout,
+        kernel_name="python3",
+        on_cell_complete=start_clock,
+        on_cell_executed=reply_received,
+    )
+    client.execute()
+    assert nb.cells[1].outputs[0]["data"]["text/plain"] == "'done'"
+    return waited["seconds"], nb
+
+
+#: The cell timeout of the stall test: stock nbclient waits exactly this long.
+_STALL_TIMEOUT = 15
+
+
+@pytest.fixture(scope="module")
+def stock_nbclient_wait() -> float:
+    """Stock nbclient's wait for the reply, measured once for both course-client cases
+    (it does not depend on the course client's polling slice)."""
+    from nbclient import NotebookClient
+
+    return _wait_for_a_reply(NotebookClient, timeout=_STALL_TIMEOUT)[0]
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("poll_slice", [course_build.POLL_SLICE, 60.0], ids=["sliced", "unsliced"])
-def test_a_send_while_waiting_for_a_reply_does_not_stall_the_book(monkeypatch, poll_slice):
+def test_a_send_while_waiting_for_a_reply_does_not_stall_the_book(
+    monkeypatch, poll_slice, stock_nbclient_wait
+):
     """The book build's stall, reproduced deterministically: nbclient is waiting for a
     cell's reply when the reply arrives and, before the event loop looks at the shell
     socket, a comm message is sent on it (as nbclient's Output widget does for lesson 03's
     ``interact``). Stock nbclient then gets the reply only when its poll times out: after
     exactly the cell timeout, and it goes on. The course client does not stall, with
     (``sliced``) or without (``unsliced``) its polling in slices."""
-    from nbclient import NotebookClient
-
     monkeypatch.setattr(course_build, "POLL_SLICE", poll_slice)
-
-    def run(client_class: type, timeout: int) -> tuple[float, nbformat.NotebookNode]:
-        nb = nbformat.v4.new_notebook()
-        nb.cells = [
-            nbformat.v4.new_code_cell("1 + 1"),
-            nbformat.v4.new_code_cell("import time; time.sleep(0.5); 'done'"),  # replies at 0.5 s
-        ]
-
-        def send_while_the_reply_arrives() -> None:
-            time.sleep(1.5)  # the loop is busy (processing output) when the reply arrives
-            kc = client.kc
-            kc.shell_channel.send(kc.session.msg("comm_msg", {"comm_id": "none", "data": {}}))
-
-        def after_execute_request(cell, cell_index):
-            if cell_index == 1:
-                asyncio.get_running_loop().call_later(0.05, send_while_the_reply_arrives)
-
-        waited = {}
-
-        def reply_received(cell, cell_index, execute_reply):
-            if cell_index == 1:
-                waited["seconds"] = time.perf_counter() - waited["since"]
-
-        def start_clock(cell, cell_index):
-            if cell_index == 1:
-                waited["since"] = time.perf_counter()
-                after_execute_request(cell, cell_index)
-
-        client = client_class(
-            nb,
-            timeout=timeout,
-            kernel_name="python3",
-            on_cell_complete=start_clock,
-            on_cell_executed=reply_received,
-        )
-        client.execute()
-        return waited["seconds"], nb
-
-    stock_seconds, stock_nb = run(NotebookClient, timeout=15)
-    course_seconds, course_nb = run(course_build._course_client_class(), timeout=15)
-    for nb in (stock_nb, course_nb):
-        assert nb.cells[1].outputs[0]["data"]["text/plain"] == "'done'"
-    assert stock_seconds >= 15, "stock nbclient waits out the cell timeout, then goes on"
+    course_seconds, _ = _wait_for_a_reply(
+        course_build._course_client_class(), timeout=_STALL_TIMEOUT
+    )
+    stock_seconds = stock_nbclient_wait
+    assert stock_seconds >= _STALL_TIMEOUT, (
+        "stock nbclient waits out the cell timeout, then goes on"
+    )
     assert course_seconds < 5
     print(
         f"\nwait for the reply: stock {stock_seconds:.1f} s, course client {course_seconds:.1f} s"

@@ -49,7 +49,16 @@ def test_binder_requirements_equal_the_lock():
 RUNTIME_LOCK = ROOT / "requirements.txt"
 DEV_LOCK = ROOT / "requirements-dev.txt"
 #: Development tools that must not reach a learner's image.
-DEV_ONLY = ("pytest", "nbval", "ruff", "playwright", "pip-tools", "coverage", "jupyter-repo2docker")
+DEV_ONLY = (
+    "pytest",
+    "pytest-xdist",
+    "nbval",
+    "ruff",
+    "playwright",
+    "pip-tools",
+    "coverage",
+    "jupyter-repo2docker",
+)
 
 
 def _declared(*extras: str) -> list[str]:

@@ -37,6 +37,10 @@ update rule are TF Privacy 0.9.0's own ``QuantileAdaptiveClipSumQuery`` (with
    number of rows it is given. Dividing the noisy sum by a data-dependent size would not
    be post-processing of the noisy sum; dividing by the public B is (as ``dpcourse.training``
    does for its padded batches). The quantile query already normalises its count by B.
+3. **Per-example gradients in O(B)** (:class:`PerExampleGradientSequential`). Upstream
+   differentiates the batch's per-example losses with a Jacobian, B backward passes through
+   the whole batch; the model computes each example's gradient from its own pass and hands
+   the records to the same query (twice as fast for the course MLP at B = 256).
 
 Batches are fed unpadded (one Poisson sample per step, of varying size): a padding row
 would have a zero gradient, count as "unclipped" and change the count's sensitivity.

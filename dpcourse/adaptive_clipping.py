@@ -37,6 +37,10 @@ update rule are TF Privacy 0.9.0's own ``QuantileAdaptiveClipSumQuery`` (with
    number of rows it is given. Dividing the noisy sum by a data-dependent size would not
    be post-processing of the noisy sum; dividing by the public B is (as ``dpcourse.training``
    does for its padded batches). The quantile query already normalises its count by B.
+3. **Per-example gradients in O(B)** (:class:`PerExampleGradientSequential`). Upstream
+   differentiates the batch's per-example losses with a Jacobian, B backward passes through
+   the whole batch; the model computes each example's gradient from its own pass and hands
+   the records to the same query (twice as fast for the course MLP at B = 256).
 
 Batches are fed unpadded (one Poisson sample per step, of varying size): a padding row
 would have a zero gradient, count as "unclipped" and change the count's sensitivity.
@@ -144,7 +148,6 @@ def make_variable_state_optimizer_class(cls: type) -> type:
         ) -> list[tuple[tf.Tensor, tf.Variable]]:
             """Upstream's DP step with its per-record loop vectorised (module docstring)."""
             del grad_loss  # as upstream: the per-example loss is differentiated directly
-            self._was_dp_gradients_called = True
             if not callable(loss) and tape is None:
                 raise ValueError("`tape` is required when a `Tensor` loss is passed.")
             tape = tape if tape is not None else tf.GradientTape()
@@ -157,12 +160,22 @@ def make_variable_state_optimizer_class(cls: type) -> type:
             if callable(var_list):
                 var_list = var_list()
             var_list = tf.nest.flatten(var_list)
+            jacobians = tape.jacobian(per_example_loss, var_list, unconnected_gradients="zero")
+            return self.dp_gradients(jacobians, var_list)
+
+        def dp_gradients(
+            self, per_example_grads: list[tf.Tensor], var_list: list[tf.Variable]
+        ) -> list[tuple[tf.Tensor, tf.Variable]]:
+            """The query's step on per-example gradients (one tensor per variable, examples
+            on the first axis): each record clipped (``preprocess_record``), the records
+            summed, the noise added and the state updated (``get_noised_result``); the noisy
+            sum divided by B."""
+            self._was_dp_gradients_called = True  # upstream's apply_gradients checks it
             query, state = self._dp_sum_query, self._global_state
             params = query.derive_sample_params(state)
-            jacobians = tape.jacobian(per_example_loss, var_list, unconnected_gradients="zero")
             _vectorise_l2_loss()
             records = tf.vectorized_map(
-                lambda record: query.preprocess_record(params, record), jacobians
+                lambda record: query.preprocess_record(params, record), per_example_grads
             )
             sample_state = tf.nest.map_structure(lambda r: tf.reduce_sum(r, axis=0), records)
             noised_sum, self._global_state, _ = query.get_noised_result(sample_state, state)
@@ -187,6 +200,38 @@ VariableStateDPAdamOptimizer = make_variable_state_optimizer_class(
 VariableStateDPSGDOptimizer = make_variable_state_optimizer_class(
     dp_optimizer_keras.GenericDPSGDOptimizer
 )
+
+
+class PerExampleGradientSequential(tf.keras.Sequential):
+    """A ``Sequential`` whose train step hands per-example gradients to the DP optimizer.
+
+    Keras' own step passes the optimizer the per-example losses and the tape, and the
+    optimizer takes their Jacobian (``_compute_gradients``): for a batch of B rows, B
+    backward passes through the whole batch's graph, O(B²) work. Here each example's
+    gradient comes from its own forward and backward pass, vectorised with
+    ``tf.vectorized_map`` (O(B)), and goes to the optimizer's ``dp_gradients``: the same
+    records, the same query, the same update (tested against the Jacobian route). Compile
+    it with one of this module's optimizers and a per-example loss (``reduction="none"``).
+    """
+
+    def train_step(self, data: Any) -> dict[str, tf.Tensor]:
+        """One DP step: per-example gradients, then the optimizer's query (class docstring)."""
+        x, y, _ = tf.keras.utils.unpack_x_y_sample_weight(data)
+        variables = self.trainable_variables
+
+        def one_example(example: tuple[tf.Tensor, tf.Tensor]) -> list[tf.Tensor]:
+            xi, yi = example
+            with tf.GradientTape() as tape:
+                logits = self(xi[tf.newaxis], training=True)
+                loss = tf.reduce_sum(self.loss(yi[tf.newaxis], logits))
+            return tape.gradient(loss, variables, unconnected_gradients="zero")
+
+        per_example = tf.vectorized_map(one_example, (x, y))
+        self.optimizer.apply_gradients(self.optimizer.dp_gradients(per_example, variables))
+        y_pred = self(x, training=False)  # for the progress display only (not private)
+        self.compiled_loss(y, y_pred)
+        self.compiled_metrics.update_state(y, y_pred)
+        return {metric.name: metric.result() for metric in self.metrics}
 
 
 def clipped_count_stddev_for(batch_size: int) -> float:
@@ -375,7 +420,8 @@ def train_with_clipping(
 
     tf.keras.utils.set_random_seed(seed)
     rng = np.random.default_rng(seed)
-    model = compile_model(config, split.n_features)  # the course MLP, bias prior, seeded
+    # the course MLP with its output-bias prior, seeded, as training.compile_model builds it
+    model = PerExampleGradientSequential(compile_model(config, split.n_features).layers)
     dp_optimizer = make_variable_state_optimizer_class(_GENERIC_OPTIMIZERS[optimizer])(
         query, batch_size, learning_rate=learning_rate
     )

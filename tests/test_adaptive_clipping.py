@@ -294,6 +294,30 @@ def test_one_step_equals_upstreams_loop():
     assert clips[0] == pytest.approx(clips[1], rel=1e-6) and clips[0] != 0.05
 
 
+def test_per_example_model_step_equals_the_jacobian_route():
+    """``PerExampleGradientSequential`` (one vectorised pass per example) and Keras' own step
+    (the optimizer's Jacobian of the per-example losses) take the same steps under ``fit``:
+    same weights and same C after three SGD steps, both noises off, on the course MLP. C
+    starts far above the gradients' norms, so the weights show the gradients themselves,
+    not only their clipped directions."""
+    split = data.load_split()
+    x = split.x_train[: 3 * 40].astype(np.float32)
+    y = split.y_train[: 3 * 40].reshape(-1, 1).astype(np.float32)
+    results = []
+    for make_model in (tf.keras.Sequential, adaptive_clipping.PerExampleGradientSequential):
+        model = make_model(model_layers("mlp", split.n_features, seed=0))
+        query = adaptive_clipping.adaptive_clip_query(100.0, 0.0, 40, clipped_count_stddev=0.0)
+        optimizer = adaptive_clipping.VariableStateDPSGDOptimizer(query, 40, learning_rate=0.5)
+        loss = tf.keras.losses.BinaryCrossentropy(from_logits=True, reduction="none")
+        model.compile(optimizer=optimizer, loss=loss)
+        model.fit(x, y, batch_size=40, epochs=1, shuffle=False, verbose=0)
+        results.append(([w.numpy() for w in model.trainable_variables], optimizer.l2_norm_clip))
+    (jacobian_weights, jacobian_clip), (ours, our_clip) = results
+    for a, b in zip(jacobian_weights, ours, strict=True):
+        np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-7)
+    assert our_clip == pytest.approx(jacobian_clip, rel=1e-6) and our_clip < 100.0
+
+
 def test_train_with_clipping_trains_the_course_mlp_under_fit():
     """A short adaptive run on a slice of the course data: C adapts and stays in the optimizer
     after fit, the model learns, the run is accounted with σ_eff."""

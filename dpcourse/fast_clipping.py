@@ -196,14 +196,23 @@ class UnitDPSequential(OnePassDPSequential):
     rest is the per-unit layout and products. Building the layout with a gather instead of
     a segment sum, one scatter for all layers, or XLA were each measured slower.
 
+    Never XLA-compiled (``use_xla=True`` raises): XLA's noise ignores the seed.
+
     **Input.** ``x`` is a pair ``(features, slots)``: ``slots[i] = k·(position of row i's
     unit in the batch) + (row i's index within its unit)``, and −1 for a padding row (its
     weight must be 0, so its gradient is 0). ``predict`` and ``evaluate`` take features
     alone, like any course model. Only models for which ``one_pass_applies()`` holds.
     """
 
-    def __init__(self, *args: Any, examples_per_unit: int, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+    def __init__(
+        self, *args: Any, examples_per_unit: int, use_xla: bool = False, **kwargs: Any
+    ) -> None:
+        if use_xla:
+            raise ValueError(
+                "use_xla must be False for UnitDPSequential: XLA's random numbers ignore "
+                "TensorFlow's seeds, so its noise would be the same in every process."
+            )
+        super().__init__(*args, use_xla=False, **kwargs)
         if not isinstance(examples_per_unit, int) or examples_per_unit < 1:
             raise ValueError(
                 f"examples_per_unit must be a positive integer, got {examples_per_unit!r}."

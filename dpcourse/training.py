@@ -586,7 +586,6 @@ def _dp_sequential(
     if config.privacy_unit == "customer":
         model = UnitDPSequential(
             examples_per_unit=config.max_examples_per_unit,
-            use_xla=False,
             layer_registry=registry,
             layers=list(layers),
             name=config.model,

@@ -635,8 +635,9 @@ def customer_table(repeats: int) -> Table:
             "epoch of a two-epoch `fit`; both on the `fast` path (one backward pass), σ = 1, "
             "Adam, Poisson sampling as `train` draws it: of transactions at the batch size "
             "that gives the same expected rows per step, or of whole customers, whose "
-            "summed gradients are clipped as one (each layer's per-customer gradient formed "
-            "in one batched product and reused for the clipped sum). Customer batches vary "
+            "summed gradients are clipped as one (exact per-customer norms only for the "
+            "customers whose per-row norms sum above C, the clipped sum from the same "
+            "backward pass). Customer batches vary "
             "more in rows, so they are padded more (column *steps × padded rows*). The CPU "
             "column is process CPU time over both epochs."
         ),

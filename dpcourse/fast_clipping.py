@@ -109,11 +109,18 @@ class OnePassDPSequential(tensorflow_privacy.DPSequential):
     ) -> tuple[tf.Tensor, list[tf.Tensor]]:
         """(predictions, Σᵢ cᵢ·∇(wᵢℓᵢ) per trainable variable) from one backward pass."""
         y_pred, records, output_grads = self._layer_records(x, y, weights)
-        squared_norms = tf.add_n(
-            [sqr_norm_fn(g) for (*_, sqr_norm_fn), g in zip(records, output_grads, strict=True)]
-        )
-        clip_weights = clip_grads.compute_clip_weights(self._l2_norm_clip, tf.sqrt(squared_norms))
+        norms = self._row_norms(records, output_grads)
+        clip_weights = clip_grads.compute_clip_weights(self._l2_norm_clip, norms)
         return y_pred, self._weighted_sums(records, output_grads, clip_weights)
+
+    @staticmethod
+    def _row_norms(records: list[tuple[Any, ...]], output_grads: list[tf.Tensor]) -> tf.Tensor:
+        """‖∇ᵢ‖ of every row, by TF Privacy's ghost norms (the module docstring)."""
+        return tf.sqrt(
+            tf.add_n(
+                [sqr_norm_fn(g) for (*_, sqr_norm_fn), g in zip(records, output_grads, strict=True)]
+            )
+        )
 
     def _layer_records(
         self, x: tf.Tensor, y: tf.Tensor, weights: tf.Tensor | None
@@ -169,34 +176,32 @@ class UnitDPSequential(OnePassDPSequential):
     ``(Σ_u c_u·∇_u + N(0, σ²C²·I)) / P`` over the P rows it is given (the caller rescales
     P to the expected number of units, as for ``OnePassDPSequential``).
 
-    **One backward pass.** For a dense layer with inputs A (rows aᵢ) and output gradients
-    G (rows gᵢ), unit u's gradient is A_uᵀG_u = Σ_{i∈u} aᵢgᵢᵀ (kernel) and Σ_{i∈u} gᵢ
-    (bias). Each layer takes the cheapest exact route to the norms and the clipped sum
-    (``unit_gradient_route``):
+    **One backward pass, exact norms only where clipping can act.** The clipped sum needs
+    only c_u per unit: since c_u multiplies every row of u, it is the one-pass product
+    Aᵀ·diag(c_{u(i)})·G (kernel) and Gᵀc (bias) over the rows, as for examples. And c_u = 1
+    whenever ‖∇_u‖ ≤ C, which the triangle inequality guarantees when the unit's per-row
+    ghost norms (those of ``OnePassDPSequential``) sum to at most C::
 
-    * **per-unit gradient from per-row products** when d_in·d_out ≤ d_in + d_out (a layer
-      to one output, e.g. the logit): K_u = Σ_{i∈u} aᵢgᵢᵀ summed by unit, then ‖K_u‖²
-      and the clipped kernel Σ_u c_u·K_u.
-    * **per-unit gradient as a matrix product** when d_in·d_out ≤ k·(d_in + d_out): the
-      rows scattered into a (units, k, ·) layout, K_u = A_uᵀG_u for all units in one batched
-      product (k·d_in·d_out per unit), then ‖K_u‖² and Σ_u c_u·K_u. No larger than the
-      layout itself, and it replaces the clipped sum's product Aᵀ·diag(c_{u(i)})·G.
+        ‖∇_u‖ ≤ Σ_{i∈u} ‖∇ᵢ‖ ≤ C   ⟹   c_u = 1        (screening; no per-unit work)
+
+    Only the other units (on the course data about 10 % of them) get their exact norm,
+    from their rows alone. For a dense layer with inputs A (rows aᵢ) and output gradients
+    G (rows gᵢ), unit u's gradient is K_u = A_uᵀG_u = Σ_{i∈u} aᵢgᵢᵀ (kernel) and Σ_{i∈u}
+    gᵢ (bias); each layer takes the cheapest exact route to ‖K_u‖² (``unit_gradient_route``):
+
+    * **per-row products** when d_in·d_out ≤ d_in + d_out (a layer to one output, e.g. the
+      logit): K_u = Σ_{i∈u} aᵢgᵢᵀ summed by unit;
+    * **a matrix product** when d_in·d_out ≤ k·(d_in + d_out): the rows scattered into a
+      (units, k, ·) layout, K_u = A_uᵀG_u for all those units in one batched product;
     * **Gram products** otherwise (wide layers), without forming K_u::
 
           ‖A_uᵀG_u‖²_F = Σ_{i,j∈u} (aᵢ·aⱼ)(gᵢ·gⱼ)        (k²·(d_in + d_out) per unit)
 
-      and the clipped kernel Aᵀ·diag(c_{u(i)})·G over the rows, as for examples.
-
-    The bias gradient Σ_{i∈u} gᵢ is summed by unit on every route; ‖∇_u‖² adds ‖·‖² of
-    every layer's kernel and bias. For the course MLP at k = 20 (layers 16→32→16→1) the
-    two hidden layers take the matrix product and the logit the per-row products: 110
-    train steps take about 1.5× the transaction-level steps at the same expected rows on 2
-    idle CPUs (4.2 against 6.2–6.6 ms a step; ``make bench`` part 6 times whole epochs).
-    Of the extra 2 ms, padding to the larger P of customer batches is about 0.2 ms; the
-    rest is the per-unit layout and products. Building the layout with a gather instead of
-    a segment sum, one scatter for all layers, or XLA were each measured slower; packing
-    units into chunks of k rows and taking Gram products per chunk (no layout) used 0.1×
-    less CPU but no less wall time.
+    ‖∇_u‖² adds ‖·‖² of every layer's kernel and bias. The result is exact per-unit
+    clipping, c_u = min(1, C/‖∇_u‖) for every unit. For the course MLP at k = 20, an epoch
+    takes about 1.3× the CPU time of a transaction-level epoch at the same expected rows
+    (``make bench`` part 6); forming every unit's gradient took 1.55×, and packing units
+    into chunks of k rows with per-chunk Gram products (no screening) 1.45×.
 
     Never XLA-compiled (``use_xla=True`` raises): XLA's noise ignores the seed.
 
@@ -231,47 +236,64 @@ class UnitDPSequential(OnePassDPSequential):
             )
         (x, slots), y, weights = tf.keras.utils.unpack_x_y_sample_weight(data)
         y_pred, records, output_grads = self._layer_records(x, y, weights)
-        k = self.examples_per_unit
+        k, clip = self.examples_per_unit, self._l2_norm_clip
         units = tf.maximum(tf.math.floordiv(tf.reduce_max(slots), k) + 1, 1)
-        row_unit = tf.where(slots >= 0, tf.math.floordiv(slots, k), -1)  # −1: dropped
+        real = slots >= 0
+        row_unit = tf.where(real, tf.math.floordiv(slots, k), -1)  # −1: dropped
+        row_norms = self._row_norms(records, output_grads)
+        screened = tf.math.unsorted_segment_sum(row_norms, row_unit, units) <= clip
+        # The units screening cannot settle, renumbered 0 … n − 1, and their rows.
+        n = tf.reduce_sum(tf.cast(~screened, tf.int32))
+        renumbered = tf.cumsum(tf.cast(~screened, tf.int32)) - 1
+        rows = tf.where(real & ~tf.gather(screened, tf.maximum(row_unit, 0)))[:, 0]
+        unit_of = tf.gather(renumbered, tf.gather(row_unit, rows))
+        exact = tf.sqrt(
+            self._unit_squared_norms(
+                [(layer, tf.gather(inputs, rows)) for layer, inputs, *_ in records],
+                [tf.gather(g, rows) for g in output_grads],
+                unit_of * k + tf.gather(slots, rows) % k,
+                n,
+            )
+        )
+        norms = tf.scatter_nd(tf.where(~screened), exact, [units])  # 0 (≤ C) if screened
+        unit_weights = clip_grads.compute_clip_weights(clip, norms)
+        row_weights = tf.where(real, tf.gather(unit_weights, tf.maximum(row_unit, 0)), 0.0)
+        clipped_sum = self._weighted_sums(records, output_grads, row_weights)
+        return self._apply_noisy_mean(clipped_sum, y, y_pred, weights)
 
-        def by_unit(rows: tf.Tensor) -> tf.Tensor:  # (P, d) → (units, k, d); slot −1 dropped
+    def _unit_squared_norms(
+        self,
+        layer_inputs: list[tuple[tf.keras.layers.Layer, tf.Tensor]],
+        output_grads: list[tf.Tensor],
+        slots: tf.Tensor,
+        units: tf.Tensor,
+    ) -> tf.Tensor:
+        """‖∇_u‖² of ``units`` units from their rows: each layer's inputs and output
+        gradients, and the rows' ``slots`` (k·unit + index within it); the class docstring's
+        routes."""
+        k = self.examples_per_unit
+        row_unit = tf.math.floordiv(slots, k)
+
+        def by_unit(rows: tf.Tensor) -> tf.Tensor:  # (rows, d) → (units, k, d)
             grouped = tf.math.unsorted_segment_sum(rows, slots, units * k)
             return tf.reshape(grouped, [units, k, -1])
 
         squared_norms = tf.zeros([units], dtype=output_grads[0].dtype)
-        unit_grads = {}  # variable → its per-unit gradients (units, ...), where formed
-        gram_layers = []  # (layer, A, G) of the layers whose kernel is clipped row by row
-        for (layer, inputs, *_), g in zip(records, output_grads, strict=True):
+        for (layer, inputs), g in zip(layer_inputs, output_grads, strict=True):
             route = unit_gradient_route(inputs.shape[-1], g.shape[-1], k)
             if route == "rows":  # per-row products aᵢgᵢᵀ, summed by unit
                 outer = inputs[:, :, tf.newaxis] * g[:, tf.newaxis, :]
-                unit_grads[layer.kernel.ref()] = tf.math.unsorted_segment_sum(
-                    outer, row_unit, units
-                )
+                kernel = tf.math.unsorted_segment_sum(outer, row_unit, units)
+                squared_norms += tf.reduce_sum(tf.square(kernel), axis=[1, 2])
             elif route == "product":  # A_uᵀG_u, one batched product
-                unit_grads[layer.kernel.ref()] = tf.matmul(
-                    by_unit(inputs), by_unit(g), transpose_a=True
-                )
+                kernel = tf.matmul(by_unit(inputs), by_unit(g), transpose_a=True)
+                squared_norms += tf.reduce_sum(tf.square(kernel), axis=[1, 2])
             else:  # Gram products: ‖A_uᵀG_u‖² without A_uᵀG_u
                 a_u, g_u = by_unit(inputs), by_unit(g)
                 gram_g = tf.matmul(g_u, g_u, transpose_b=True)  # (units, k, k): gᵢ·gⱼ
                 gram_a = tf.matmul(a_u, a_u, transpose_b=True)  # aᵢ·aⱼ
                 squared_norms += tf.reduce_sum(gram_a * gram_g, axis=[1, 2])
-                gram_layers.append((layer, inputs, g))
             if layer.use_bias:
-                unit_grads[layer.bias.ref()] = tf.math.unsorted_segment_sum(g, row_unit, units)
-        for per_unit in unit_grads.values():
-            squared_norms += tf.reduce_sum(tf.square(tf.reshape(per_unit, [units, -1])), axis=1)
-        unit_weights = clip_grads.compute_clip_weights(self._l2_norm_clip, tf.sqrt(squared_norms))
-        clipped = {ref: tf.tensordot(unit_weights, g_u, 1) for ref, g_u in unit_grads.items()}
-        if gram_layers:
-            row_weights = tf.where(  # c_{u(i)}; 0 on padding rows
-                row_unit >= 0, tf.gather(unit_weights, tf.maximum(row_unit, 0)), 0.0
-            )
-            for layer, inputs, g in gram_layers:  # Aᵀ·diag(c_{u(i)})·G
-                clipped[layer.kernel.ref()] = tf.matmul(
-                    inputs, g * row_weights[:, tf.newaxis], transpose_a=True
-                )
-        clipped_sum = [clipped[v.ref()] for v in self.trainable_variables]
-        return self._apply_noisy_mean(clipped_sum, y, y_pred, weights)
+                bias = tf.math.unsorted_segment_sum(g, row_unit, units)
+                squared_norms += tf.reduce_sum(tf.square(bias), axis=1)
+        return squared_norms

@@ -225,11 +225,13 @@ def test_unit_gradient_routes():
     assert unit_gradient_route(256, 256, 20) == "gram"  # wide layers: no (units, d, d) tensor
 
 
+@pytest.mark.parametrize("scale", [0.01, 1.0, 100.0])
 @pytest.mark.parametrize("k", [1, 3, 7])
-def test_unit_step_equals_the_numpy_reference(k):
+def test_unit_step_equals_the_numpy_reference(k, scale):
     """σ = 0, SGD at learning rate 1: the update is −Σ_u clip_C(Σ_{i∈u} wᵢ∇ℓᵢ) / P, with P
     the rows given (``dpsgd.private_unit_mean`` with expected_units = P). Units of 1 to k
-    rows, both ends included."""
+    rows, both ends included. C = ``scale`` × the median unit norm: at 0.01 no unit is
+    screened (every norm exact), at 1 some are, at 100 all are (Σ‖∇ᵢ‖ ≤ C)."""
     rng = np.random.default_rng(k)
     sizes = np.r_[1, k, rng.integers(1, k + 1, size=10)]
     x, y, w, slots, unit_of_row = _unit_batch(rng, sizes, k, 5)
@@ -237,7 +239,10 @@ def test_unit_step_equals_the_numpy_reference(k):
     probe = _unit_model(1.0, k)
     grads = dpsgd.per_example_gradients(probe, x, y) * w[:, None]
     _, sums = dpsgd.unit_gradient_sums(grads[real], unit_of_row[real])
-    clip = float(np.median(np.linalg.norm(sums, axis=1)))  # about half the units clipped
+    clip = scale * float(np.median(np.linalg.norm(sums, axis=1)))
+    row_norm_sums = np.bincount(unit_of_row[real], weights=np.linalg.norm(grads[real], axis=1))
+    screened = (row_norm_sums <= clip).mean()
+    assert {0.01: screened == 0, 1.0: 0 < screened < 1, 100.0: screened == 1}[scale]
     model = _unit_model(clip, k)
     model.set_weights(probe.get_weights())
     expected = -dpsgd.private_unit_mean(

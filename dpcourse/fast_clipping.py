@@ -25,8 +25,8 @@ losses; for anything else ``train_step`` is TF Privacy's own.
 
 ``UnitDPSequential`` extends it to a privacy unit of several rows (a customer and its
 transactions): each unit's summed gradient is clipped as one vector, from the same single
-backward pass; per layer, the unit's gradient is formed where that is cheap (narrow
-layers), else its norm comes from within-unit Gram products.
+backward pass. A unit whose rows' ghost norms sum to at most C needs no clipping (triangle
+inequality); only the others get their exact norm, from their own rows.
 """
 
 from __future__ import annotations

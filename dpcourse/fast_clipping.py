@@ -240,12 +240,13 @@ class UnitDPSequential(OnePassDPSequential):
         units = tf.maximum(tf.math.floordiv(tf.reduce_max(slots), k) + 1, 1)
         real = slots >= 0
         row_unit = tf.where(real, tf.math.floordiv(slots, k), -1)  # −1: dropped
+        unit_index = tf.maximum(row_unit, 0)  # for gathers; padding rows are masked by `real`
         row_norms = self._row_norms(records, output_grads)
         screened = tf.math.unsorted_segment_sum(row_norms, row_unit, units) <= clip
         # The units screening cannot settle, renumbered 0 … n − 1, and their rows.
         n = tf.reduce_sum(tf.cast(~screened, tf.int32))
         renumbered = tf.cumsum(tf.cast(~screened, tf.int32)) - 1
-        rows = tf.where(real & ~tf.gather(screened, tf.maximum(row_unit, 0)))[:, 0]
+        rows = tf.where(real & ~tf.gather(screened, unit_index))[:, 0]
         unit_of = tf.gather(renumbered, tf.gather(row_unit, rows))
         exact = tf.sqrt(
             self._unit_squared_norms(
@@ -257,7 +258,7 @@ class UnitDPSequential(OnePassDPSequential):
         )
         norms = tf.scatter_nd(tf.where(~screened), exact, [units])  # 0 (≤ C) if screened
         unit_weights = clip_grads.compute_clip_weights(clip, norms)
-        row_weights = tf.where(real, tf.gather(unit_weights, tf.maximum(row_unit, 0)), 0.0)
+        row_weights = tf.where(real, tf.gather(unit_weights, unit_index), 0.0)
         clipped_sum = self._weighted_sums(records, output_grads, row_weights)
         return self._apply_noisy_mean(clipped_sum, y, y_pred, weights)
 

@@ -219,16 +219,16 @@ class PerExampleGradientSequential(tf.keras.Sequential):
         x, y, _ = tf.keras.utils.unpack_x_y_sample_weight(data)
         variables = self.trainable_variables
 
-        def one_example(example: tuple[tf.Tensor, tf.Tensor]) -> list[tf.Tensor]:
+        def one_example(example: tuple[tf.Tensor, tf.Tensor]) -> tuple[list[tf.Tensor], tf.Tensor]:
             xi, yi = example
             with tf.GradientTape() as tape:
                 logits = self(xi[tf.newaxis], training=True)
                 loss = tf.reduce_sum(self.loss(yi[tf.newaxis], logits))
-            return tape.gradient(loss, variables, unconnected_gradients="zero")
+            return tape.gradient(loss, variables, unconnected_gradients="zero"), logits[0]
 
-        per_example = tf.vectorized_map(one_example, (x, y))
+        per_example, y_pred = tf.vectorized_map(one_example, (x, y))
         self.optimizer.apply_gradients(self.optimizer.dp_gradients(per_example, variables))
-        y_pred = self(x, training=False)  # for the progress display only (not private)
+        # the predictions before the step, for the progress display only (not private)
         self.compiled_loss(y, y_pred)
         self.compiled_metrics.update_state(y, y_pred)
         return {metric.name: metric.result() for metric in self.metrics}
